@@ -1,0 +1,14 @@
+//! Cairn's domain: entities, validation, the search-filter language, the tracking
+//! service and the store trait every database backend implements.
+//!
+//! This crate deliberately knows nothing of HTTP, SQL, JSON wire formats or disks.
+
+pub mod error;
+pub mod model;
+pub mod page;
+pub mod search;
+pub mod service;
+pub mod store;
+pub mod validation;
+
+pub use error::{CoreError, CoreResult};

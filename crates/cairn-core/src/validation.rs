@@ -1,0 +1,1 @@
+//! MLflow's input limits.
