@@ -30,7 +30,9 @@ impl FromStr for LifecycleStage {
         match s {
             "active" => Ok(Self::Active),
             "deleted" => Ok(Self::Deleted),
-            other => Err(CoreError::Internal(format!("unknown lifecycle stage {other:?}"))),
+            other => Err(CoreError::Internal(format!(
+                "unknown lifecycle stage {other:?}"
+            ))),
         }
     }
 }

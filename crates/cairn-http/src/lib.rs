@@ -1,1 +1,46 @@
-//! placeholder
+//! Cairn's HTTP layer: MLflow-compatible routes over the core services.
+//!
+//! Handlers are thin (extract, one service call, map to a view). Every error leaves
+//! through [`error::ApiError`], so clients always get MLflow's JSON error body.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod extract;
+mod handlers;
+mod middleware;
+mod routes;
+
+use std::sync::Arc;
+
+use cairn_core::service::TrackingService;
+
+pub use routes::router;
+
+/// Shared state handed to every handler.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    tracking: TrackingService,
+}
+
+impl AppState {
+    /// Wraps the services.
+    pub fn new(tracking: TrackingService) -> Self {
+        Self {
+            inner: Arc::new(StateInner { tracking }),
+        }
+    }
+
+    /// The tracking service.
+    pub fn tracking(&self) -> &TrackingService {
+        &self.inner.tracking
+    }
+}
+
+/// The MLflow version Cairn is compatible with, reported by `/version`. The client only
+/// uses traces over OTLP when this is at least 3.4.
+pub const MLFLOW_COMPAT_VERSION: &str = "3.17.2";

@@ -1,0 +1,126 @@
+//! Wiring: configuration, store selection and the server lifecycle. `main.rs` only
+//! parses the command line; tests build an [`Application`] on port 0 directly.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use cairn_core::service::{TrackingConfig, TrackingService};
+use cairn_core::store::TrackingStore;
+use cairn_http::AppState;
+use cairn_store_sqlite::{SqliteConfig, SqliteStore};
+use tokio::net::TcpListener;
+
+pub use config::{BackendUri, ServerConfig};
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: axum::Router,
+    store: Arc<dyn TrackingStore>,
+}
+
+/// Opens the store named by the backend URI.
+async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn TrackingStore>> {
+    match config.backend()? {
+        BackendUri::Sqlite(path) => {
+            let store = SqliteStore::open(&SqliteConfig::new(&path))
+                .await
+                .with_context(|| format!("opening SQLite store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+impl Application {
+    /// Opens the store, runs migrations and binds the listener (port 0 picks a free port).
+    pub async fn build(config: &ServerConfig) -> anyhow::Result<Self> {
+        let store = open_store(config).await?;
+        let tracking = TrackingService::new(
+            store.clone(),
+            TrackingConfig {
+                default_artifact_root: config.default_artifact_root(),
+            },
+        );
+        tracking
+            .init()
+            .await
+            .context("creating the Default experiment")?;
+        let router = cairn_http::router(AppState::new(tracking));
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            router,
+            store,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes the
+    /// store cleanly.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        // Small responses must not wait for Nagle's algorithm and delayed ACKs.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        let result = axum::serve(listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.store.close().await;
+        result.context("serving HTTP")
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

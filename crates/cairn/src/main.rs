@@ -1,1 +1,68 @@
-fn main() {}
+//! The `cairn` command.
+
+#![forbid(unsafe_code)]
+
+use std::time::Instant;
+
+use cairn::{shutdown_signal, Application, ServerConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "A self-hosted, MLflow-compatible AI platform"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the tracking server.
+    Server(ServerConfig),
+}
+
+fn init_logging(format: LogFormat) {
+    // RUST_LOG (or CAIRN_LOG) overrides; default is one INFO line per request.
+    let filter = EnvFilter::try_from_env("CAIRN_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Server(config) => {
+            tracing::debug!(?config, "configuration");
+            let app = Application::build(&config).await?;
+            tracing::info!(
+                addr = %app.addr(),
+                startup_ms = started.elapsed().as_millis() as u64,
+                "cairn listening"
+            );
+            app.run_until(shutdown_signal()).await?;
+            tracing::info!("stopped cleanly");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,628 @@
+//! The benchmark workloads. Each returns one or more `WorkloadResult`s; setup
+//! phases (populating data) are reported too, flagged `setup`, so their errors
+//! are visible, but they are not benchmark figures.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use reqwest::{Client, Url};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::Barrier;
+
+use crate::http::{self, new_client, now_ms, post_json, timed, Timed, API};
+use crate::stats::{percentiles, Percentiles, Recorder};
+
+/// Metrics per log-batch request; also MLflow's per-request limit.
+pub const BATCH: usize = 1000;
+
+/// Iteration counts and knobs shared by all workloads.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub clients: usize,
+    pub log_batch_requests: usize,
+    pub log_batch_per_client: usize,
+    pub creates: usize,
+    pub search_runs: usize,
+    pub search_iters: usize,
+    pub history_points: usize,
+    pub history_page_size: usize,
+    pub history_iters: usize,
+    pub warmup: usize,
+    pub populate_concurrency: usize,
+    #[serde(skip)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkloadResult {
+    pub name: String,
+    pub description: String,
+    /// Populating data for a later workload: shown for its errors, not a figure.
+    pub setup: bool,
+    pub clients: usize,
+    /// Measured requests attempted (warm-up excluded).
+    pub requests: u64,
+    /// All failures, warm-up included.
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+    pub wall_s: f64,
+    /// Successful measured requests per second of wall time.
+    pub req_per_s: f64,
+    /// Unit of `items_per_s` ("metrics", "runs", "points"), if meaningful.
+    pub item: Option<&'static str>,
+    pub items_per_s: Option<f64>,
+    /// Client-side latency per request (per full paged fetch for history).
+    pub latency_ms: Option<Percentiles>,
+    /// From `Server-Timing: app;dur=`; absent when the server sends none.
+    pub server_ms: Option<Percentiles>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+}
+
+impl WorkloadResult {
+    fn new(name: impl Into<String>, description: impl Into<String>, clients: usize) -> Self {
+        WorkloadResult {
+            name: name.into(),
+            description: description.into(),
+            setup: false,
+            clients,
+            requests: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+            wall_s: 0.0,
+            req_per_s: 0.0,
+            item: None,
+            items_per_s: None,
+            latency_ms: None,
+            server_ms: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// A workload whose setup failed outright: one error, no figures.
+    pub fn failed(name: &str, err: &anyhow::Error) -> Self {
+        let mut r = WorkloadResult::new(name, "setup failed", 0);
+        r.errors = 1;
+        r.error_samples.push(format!("{err:#}"));
+        r
+    }
+
+    fn fill(&mut self, rec: Recorder, wall_s: f64, item: Option<(&'static str, f64)>) {
+        self.requests = rec.attempts;
+        self.wall_s = wall_s;
+        self.req_per_s = if wall_s > 0.0 {
+            rec.ok as f64 / wall_s
+        } else {
+            0.0
+        };
+        if let Some((unit, per_req)) = item {
+            self.item = Some(unit);
+            self.items_per_s = Some(self.req_per_s * per_req);
+        }
+        self.latency_ms = percentiles(&rec.latencies_ms);
+        self.server_ms = percentiles(&rec.server_ms);
+        self.errors = rec.errors;
+        self.error_samples = rec.error_samples;
+    }
+}
+
+/// Checks a 200 response body beyond its status code.
+type Validator = Arc<dyn Fn(&Timed) -> Result<(), String> + Send + Sync>;
+
+/// Bodies one simulated client POSTs: warm-up first, then the measured ones.
+struct ClientPlan {
+    warmup: Vec<String>,
+    measured: Vec<String>,
+}
+
+/// Runs all plans concurrently against `url`, one keep-alive client each. All
+/// clients finish warming up before any measured request (a barrier), and
+/// wall time runs from the earliest measured start to the latest finish.
+async fn drive(
+    cfg: &Config,
+    url: &str,
+    plans: Vec<ClientPlan>,
+    validate: Option<Validator>,
+) -> Result<(Recorder, f64)> {
+    let barrier = Arc::new(Barrier::new(plans.len()));
+    let mut tasks = Vec::with_capacity(plans.len());
+    for plan in plans {
+        // Build the client before spawning so no task can fail before the
+        // barrier and leave the others waiting forever.
+        let client = new_client(cfg.timeout)?;
+        let (url, barrier, validate) = (url.to_string(), barrier.clone(), validate.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rec = Recorder::default();
+            for body in plan.warmup {
+                if let Err(e) = one(&client, &url, body, validate.as_ref()).await {
+                    rec.error(format!("(warm-up) {e}"));
+                }
+            }
+            barrier.wait().await;
+            let start = Instant::now();
+            for body in plan.measured {
+                match one(&client, &url, body, validate.as_ref()).await {
+                    Ok(t) => rec.success(t.elapsed_ms, t.server_ms),
+                    Err(e) => rec.measured_error(e),
+                }
+            }
+            (rec, start, Instant::now())
+        }));
+    }
+    let mut total = Recorder::default();
+    let mut first_start: Option<Instant> = None;
+    let mut last_end: Option<Instant> = None;
+    for t in tasks {
+        let (rec, start, end) = t.await.context("client task panicked")?;
+        total.merge(rec);
+        first_start = Some(first_start.map_or(start, |s| s.min(start)));
+        last_end = Some(last_end.map_or(end, |e| e.max(end)));
+    }
+    let wall = match (first_start, last_end) {
+        (Some(s), Some(e)) => e.duration_since(s).as_secs_f64(),
+        _ => 0.0,
+    };
+    Ok((total, wall))
+}
+
+/// One timed POST plus status/body validation.
+async fn one(
+    client: &Client,
+    url: &str,
+    body: String,
+    validate: Option<&Validator>,
+) -> Result<Timed, String> {
+    let req = post_json(client, url, body).map_err(|e| format!("{e:#}"))?;
+    let t = timed(client, req).await?;
+    t.check_ok()?;
+    if let Some(v) = validate {
+        v(&t)?;
+    }
+    Ok(t)
+}
+
+/// Deterministic pseudo-random f64 in [0, 1) (splitmix64), so both servers
+/// under comparison get byte-identical data without a rand dependency.
+fn unit_rand(seed: u64) -> f64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A 1000-metric log-batch body. Request `k` of a run owns steps
+/// `k*100 .. k*100+99` for each of the 10 keys and its own timestamps, so no
+/// entry duplicates another and nothing can be deduplicated server-side.
+fn log_batch_body(run_id: &str, k: usize, ts_base: i64) -> String {
+    let metrics: Vec<Value> = (0..BATCH)
+        .map(|i| {
+            json!({
+                "key": format!("m{}", i % 10),
+                "value": (k * BATCH + i) as f64 * 0.001,
+                "timestamp": ts_base + (k * BATCH + i) as i64,
+                "step": k * 100 + i / 10,
+            })
+        })
+        .collect();
+    json!({ "run_id": run_id, "metrics": metrics }).to_string()
+}
+
+/// log-batch of 1000 metrics, `clients` concurrent clients, each on its own run.
+pub async fn log_batch(
+    cfg: &Config,
+    base: &str,
+    experiment_id: &str,
+    clients: usize,
+    per_client: usize,
+) -> Result<WorkloadResult> {
+    let setup = new_client(cfg.timeout)?;
+    let ts_base = now_ms();
+    let mut plans = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let run_id = http::create_run(&setup, base, experiment_id).await?;
+        let mut bodies = (0..cfg.warmup + per_client).map(|k| log_batch_body(&run_id, k, ts_base));
+        plans.push(ClientPlan {
+            warmup: bodies.by_ref().take(cfg.warmup).collect(),
+            measured: bodies.collect(),
+        });
+    }
+    let url = format!("{base}{API}/runs/log-batch");
+    let (rec, wall) = drive(cfg, &url, plans, None).await?;
+    let mut r = WorkloadResult::new(
+        format!("log_batch_{clients}c"),
+        format!("POST runs/log-batch, {BATCH} metrics/request, {clients} client(s), own run each"),
+        clients,
+    );
+    r.fill(rec, wall, Some(("metrics", BATCH as f64)));
+    Ok(r)
+}
+
+/// runs/create with a run name and two tags; `total` creates split over clients.
+pub async fn run_create(
+    cfg: &Config,
+    base: &str,
+    experiment_id: &str,
+    clients: usize,
+    total: usize,
+) -> Result<WorkloadResult> {
+    let start_time = now_ms();
+    let body = |c: usize, k: usize| {
+        json!({
+            "experiment_id": experiment_id,
+            "start_time": start_time + k as i64,
+            "run_name": format!("bench-{clients}c-{c}-{k}"),
+            "tags": [
+                { "key": "bench.client", "value": c.to_string() },
+                { "key": "bench.seq", "value": k.to_string() },
+            ],
+        })
+        .to_string()
+    };
+    let plans = (0..clients)
+        .map(|c| {
+            // Spread the remainder so exactly `total` runs are measured.
+            let n = total / clients + usize::from(c < total % clients);
+            ClientPlan {
+                warmup: (0..cfg.warmup).map(|k| body(c, k)).collect(),
+                measured: (cfg.warmup..cfg.warmup + n).map(|k| body(c, k)).collect(),
+            }
+        })
+        .collect();
+    let validate: Validator = Arc::new(|t: &Timed| {
+        http::run_id_of(&t.json()?)
+            .map(|_| ())
+            .ok_or_else(|| "runs/create response has no run id".to_string())
+    });
+    let url = format!("{base}{API}/runs/create");
+    let (rec, wall) = drive(cfg, &url, plans, Some(validate)).await?;
+    let mut r = WorkloadResult::new(
+        format!("run_create_{clients}c"),
+        format!("POST runs/create with name + 2 tags, {clients} client(s)"),
+        clients,
+    );
+    r.fill(rec, wall, Some(("runs", 1.0)));
+    Ok(r)
+}
+
+fn metric_of(run: &Value, key: &str) -> Option<f64> {
+    run["data"]["metrics"]
+        .as_array()?
+        .iter()
+        .find(|m| m["key"] == key)?["value"]
+        .as_f64()
+}
+
+/// Populates `cfg.search_runs` runs (2 metrics, 3 params, 2 tags each) with
+/// concurrent clients, then times the two search variants.
+pub async fn search(cfg: &Config, base: &str, exp_name: &str) -> Result<Vec<WorkloadResult>> {
+    let setup = new_client(cfg.timeout)?;
+    let experiment_id = http::create_experiment(&setup, base, exp_name).await?;
+
+    // --- populate (setup) ---
+    let next = Arc::new(AtomicUsize::new(0));
+    let matching = Arc::new(AtomicUsize::new(0));
+    let n_runs = cfg.search_runs;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..cfg.populate_concurrency.max(1) {
+        let client = new_client(cfg.timeout)?;
+        let (next, matching) = (next.clone(), matching.clone());
+        let (base, exp) = (base.to_string(), experiment_id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rec = Recorder::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n_runs {
+                    break;
+                }
+                let t = Instant::now();
+                match populate_one(&client, &base, &exp, i).await {
+                    Ok(loss) => {
+                        rec.success(t.elapsed().as_secs_f64() * 1e3, None);
+                        if loss < 0.5 {
+                            matching.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => rec.measured_error(format!("run {i}: {e:#}")),
+                }
+            }
+            rec
+        }));
+    }
+    let mut rec = Recorder::default();
+    for t in tasks {
+        rec.merge(t.await.context("populate task panicked")?);
+    }
+    let mut pop = WorkloadResult::new(
+        "search_populate",
+        format!(
+            "setup: {n_runs} runs via runs/create + runs/log-batch (2 metrics, 3 params, 2 tags)"
+        ),
+        cfg.populate_concurrency,
+    );
+    pop.setup = true;
+    pop.fill(rec, started.elapsed().as_secs_f64(), Some(("runs", 1.0)));
+    let matching = matching.load(Ordering::Relaxed);
+    pop.extra.insert("matching_runs".into(), json!(matching));
+    let mut results = vec![pop];
+
+    // --- measured searches ---
+    let url = format!("{base}{API}/runs/search");
+    for max_results in [100usize, 1000] {
+        let body = json!({
+            "experiment_ids": [experiment_id],
+            "filter": "metrics.loss < 0.5",
+            "order_by": ["metrics.acc DESC"],
+            "max_results": max_results,
+        })
+        .to_string();
+        let expected = matching.min(max_results);
+        // Fast-but-wrong must not pass: check row count, filter and order.
+        let validate: Validator = Arc::new(move |t: &Timed| {
+            let v = t.json()?;
+            let runs = v["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if runs.len() != expected {
+                return Err(format!("expected {expected} runs, got {}", runs.len()));
+            }
+            let mut prev = f64::INFINITY;
+            for run in runs {
+                let loss = metric_of(run, "loss").ok_or("run without metrics.loss")?;
+                let acc = metric_of(run, "acc").ok_or("run without metrics.acc")?;
+                if loss >= 0.5 {
+                    return Err(format!("filter violated: loss {loss}"));
+                }
+                if acc > prev {
+                    return Err("not ordered by metrics.acc DESC".into());
+                }
+                prev = acc;
+            }
+            Ok(())
+        });
+        let plan = ClientPlan {
+            warmup: vec![body.clone(); cfg.warmup.min(3)],
+            measured: vec![body; cfg.search_iters],
+        };
+        let (rec, wall) = drive(cfg, &url, vec![plan], Some(validate)).await?;
+        let mut r = WorkloadResult::new(
+            format!("search_{max_results}"),
+            format!(
+                "POST runs/search over {n_runs} runs, filter metrics.loss < 0.5, \
+                 order_by metrics.acc DESC, max_results {max_results}"
+            ),
+            1,
+        );
+        r.fill(rec, wall, None);
+        r.extra.insert("rows_per_request".into(), json!(expected));
+        results.push(r);
+    }
+    Ok(results)
+}
+
+/// Creates run `i` of the search data set; returns its loss.
+async fn populate_one(client: &Client, base: &str, exp: &str, i: usize) -> Result<f64> {
+    let create = json!({
+        "experiment_id": exp,
+        "start_time": now_ms(),
+        "run_name": format!("search-{i}"),
+        "tags": [
+            { "key": "family", "value": format!("f{}", i % 7) },
+            { "key": "bench.idx", "value": i.to_string() },
+        ],
+    });
+    let v = http::setup_post(client, base, "/runs/create", &create).await?;
+    let run_id = http::run_id_of(&v).context("runs/create: no run id")?;
+    let loss = unit_rand(2 * i as u64);
+    let acc = unit_rand(2 * i as u64 + 1);
+    let ts = now_ms();
+    let optimizer = ["adam", "sgd", "adamw"][i % 3];
+    let batch = json!({
+        "run_id": run_id,
+        "metrics": [
+            { "key": "loss", "value": loss, "timestamp": ts, "step": 0 },
+            { "key": "acc", "value": acc, "timestamp": ts, "step": 0 },
+        ],
+        "params": [
+            { "key": "lr", "value": format!("{:.4}", 0.001 * (1 + i % 10) as f64) },
+            { "key": "batch_size", "value": (16 << (i % 4)).to_string() },
+            { "key": "optimizer", "value": optimizer },
+        ],
+    });
+    http::setup_post(client, base, "/runs/log-batch", &batch).await?;
+    Ok(loss)
+}
+
+/// What one complete (possibly paged) metric-history fetch returned.
+struct Fetch {
+    /// Sum of the page requests' latencies (JSON parsing between pages excluded).
+    ms: f64,
+    /// Sum of the pages' Server-Timing, if every page carried one.
+    server_ms: Option<f64>,
+    pages: usize,
+    points: usize,
+    distinct_steps: usize,
+    largest_page: usize,
+}
+
+async fn fetch_history(
+    client: &Client,
+    base: &str,
+    run_id: &str,
+    key: &str,
+    page_size: Option<usize>,
+    max_pages: usize,
+) -> Result<Fetch, String> {
+    let endpoint = format!("{base}{API}/metrics/get-history");
+    let mut f = Fetch {
+        ms: 0.0,
+        server_ms: Some(0.0),
+        pages: 0,
+        points: 0,
+        distinct_steps: 0,
+        largest_page: 0,
+    };
+    let mut steps: Vec<i64> = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = vec![
+            ("run_id", run_id.to_string()),
+            ("metric_key", key.to_string()),
+        ];
+        if let Some(n) = page_size {
+            params.push(("max_results", n.to_string()));
+        }
+        if let Some(t) = &token {
+            params.push(("page_token", t.clone()));
+        }
+        let url = Url::parse_with_params(&endpoint, &params).map_err(|e| e.to_string())?;
+        let req = client.get(url).build().map_err(|e| e.to_string())?;
+        let t = timed(client, req).await?;
+        t.check_ok()?;
+        f.ms += t.elapsed_ms;
+        f.server_ms = f.server_ms.zip(t.server_ms).map(|(a, b)| a + b);
+        f.pages += 1;
+        let v = t.json()?;
+        let page = v["metrics"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        f.points += page.len();
+        f.largest_page = f.largest_page.max(page.len());
+        steps.extend(page.iter().filter_map(|m| m["step"].as_i64()));
+        token = v["next_page_token"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+        if f.pages >= max_pages {
+            return Err(format!("still paging after {max_pages} pages"));
+        }
+    }
+    steps.sort_unstable();
+    steps.dedup();
+    f.distinct_steps = steps.len();
+    Ok(f)
+}
+
+/// Logs `cfg.history_points` points of one key, then times full fetches.
+pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Vec<WorkloadResult>> {
+    const KEY: &str = "hist";
+    let client = new_client(cfg.timeout)?;
+    let run_id = http::create_run(&client, base, experiment_id).await?;
+    let n = cfg.history_points;
+
+    // --- populate (setup): sequential batches, one key, unique steps ---
+    let url = format!("{base}{API}/runs/log-batch");
+    let ts = now_ms();
+    let mut rec = Recorder::default();
+    let started = Instant::now();
+    for chunk_start in (0..n).step_by(BATCH) {
+        let metrics: Vec<Value> = (chunk_start..(chunk_start + BATCH).min(n))
+            .map(|j| json!({ "key": KEY, "value": j as f64 * 0.5, "timestamp": ts + j as i64, "step": j }))
+            .collect();
+        let body = json!({ "run_id": run_id, "metrics": metrics }).to_string();
+        match one(&client, &url, body, None).await {
+            Ok(t) => rec.success(t.elapsed_ms, t.server_ms),
+            Err(e) => rec.measured_error(format!("batch at {chunk_start}: {e}")),
+        }
+    }
+    let mut pop = WorkloadResult::new(
+        "history_populate",
+        format!("setup: {n} points of one key via runs/log-batch"),
+        1,
+    );
+    pop.setup = true;
+    pop.fill(
+        rec,
+        started.elapsed().as_secs_f64(),
+        Some(("metrics", BATCH as f64)),
+    );
+    let mut results = vec![pop];
+
+    let variants = [
+        ("history_paged", Some(cfg.history_page_size)),
+        ("history_unpaged", None),
+    ];
+    for (name, page_size) in variants {
+        let max_pages = n / page_size.unwrap_or(BATCH).max(1) + 10;
+        let mut rec = Recorder::default();
+        let mut last: Option<Fetch> = None;
+        let mut wall = Duration::ZERO;
+        for iter in 0..cfg.warmup.min(1) + cfg.history_iters {
+            let measured = iter >= cfg.warmup.min(1);
+            let t0 = Instant::now();
+            let outcome = fetch_history(&client, base, &run_id, KEY, page_size, max_pages).await;
+            if measured {
+                wall += t0.elapsed();
+            }
+            // A wrong point count is as much an error as a failed request.
+            let outcome = outcome.and_then(|f| {
+                if f.points == n && f.distinct_steps == n {
+                    Ok(f)
+                } else {
+                    Err(format!(
+                        "received {} points ({} distinct steps) in {} page(s), expected {n}",
+                        f.points, f.distinct_steps, f.pages
+                    ))
+                }
+            });
+            match (measured, outcome) {
+                (true, Ok(f)) => {
+                    rec.success(f.ms, f.server_ms);
+                    last = Some(f);
+                }
+                (false, Ok(f)) => last = Some(f),
+                (true, Err(e)) => rec.measured_error(e),
+                (false, Err(e)) => rec.error(format!("(warm-up) {e}")),
+            }
+        }
+        let desc = match page_size {
+            Some(p) => format!("GET metrics/get-history, {n} points, max_results={p}, all pages"),
+            None => format!("GET metrics/get-history, {n} points, no max_results"),
+        };
+        let mut r = WorkloadResult::new(name, desc, 1);
+        r.fill(rec, wall.as_secs_f64(), None);
+        // Points/s from the median full fetch, the figure that matters here.
+        if let Some(p) = &r.latency_ms {
+            r.item = Some("points");
+            r.items_per_s = Some(n as f64 / (p.p50 / 1e3));
+        }
+        r.extra.insert("expected_points".into(), json!(n));
+        if let Some(f) = last {
+            r.extra.insert("points_received".into(), json!(f.points));
+            r.extra.insert("pages".into(), json!(f.pages));
+            r.extra.insert("largest_page".into(), json!(f.largest_page));
+        }
+        results.push(r);
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_batch_entries_are_unique() {
+        let body = log_batch_body("r", 3, 0);
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        let metrics = v["metrics"].as_array().cloned().unwrap_or_default();
+        assert_eq!(metrics.len(), BATCH);
+        let mut keys: Vec<(String, i64)> = metrics
+            .iter()
+            .map(|m| (m["key"].to_string(), m["step"].as_i64().unwrap_or(-1)))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), BATCH, "every (key, step) pair must be unique");
+    }
+
+    #[test]
+    fn unit_rand_in_range() {
+        let below = (0..10_000).filter(|i| unit_rand(*i) < 0.5).count();
+        assert!((4_500..5_500).contains(&below));
+        assert!((0..1000).all(|i| (0.0..1.0).contains(&unit_rand(i))));
+    }
+}

@@ -1,0 +1,119 @@
+//! The request extractor: GET fields come from the query string, everything else from a
+//! JSON body (DELETE included). Malformed input becomes an MLflow JSON error naming the
+//! offending field, never axum's plain-text rejection.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// A request message of type `T`.
+#[derive(Debug)]
+pub struct Mlflow<T>(pub T);
+
+/// Like [`Mlflow`], refusing bodies over `MAX` bytes with MLflow's batch-size message.
+#[derive(Debug)]
+pub struct LimitedMlflow<T, const MAX: usize>(pub T);
+
+/// Turns `a=1&b=2&b=3` into `{"a": "1", "b": ["2", "3"]}`.
+fn query_to_json(query: &str) -> Value {
+    let mut map: Map<String, Value> = Map::new();
+    for (k, v) in form_urlencoded_pairs(query) {
+        match map.get_mut(&k) {
+            Some(Value::Array(items)) => items.push(Value::String(v)),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, Value::String(v)]);
+            }
+            None => {
+                map.insert(k, Value::String(v));
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap_or_default()
+}
+
+/// Decodes `T` from JSON, reporting the path of the first bad field.
+pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid(format!(
+            "Invalid value for parameter '{path}' supplied: {}",
+            e.inner()
+        ))
+    })
+}
+
+async fn extract<T: DeserializeOwned>(req: Request, max: Option<usize>) -> Result<T, ApiError> {
+    if req.method() == Method::GET {
+        let query = req.uri().query().unwrap_or("");
+        return decode(query_to_json(query));
+    }
+    let bytes = Bytes::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::invalid(format!("Could not read request body: {e}")))?;
+    if let Some(max) = max {
+        if bytes.len() > max {
+            return Err(ApiError::invalid(format!(
+                "Batched logging API requests must be at most {max} bytes, got a request of \
+                 size {}.",
+                bytes.len()
+            )));
+        }
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return decode(Value::Object(Map::new()));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("Malformed JSON in request body: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid(
+            "Malformed request body: expected a JSON object",
+        ));
+    }
+    decode(value)
+}
+
+impl<S, T> FromRequest<S> for Mlflow<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        extract(req, None).await.map(Mlflow)
+    }
+}
+
+impl<S, T, const MAX: usize> FromRequest<S> for LimitedMlflow<T, MAX>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        extract(req, Some(MAX)).await.map(LimitedMlflow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_lists_and_scalars() {
+        let v = query_to_json("run_id=a&run_id=b&metric_key=loss%20x&max_results=5");
+        assert_eq!(v["run_id"], serde_json::json!(["a", "b"]));
+        assert_eq!(v["metric_key"], "loss x");
+        assert_eq!(v["max_results"], "5");
+    }
+}

@@ -1,0 +1,133 @@
+//! The route table. Every MLflow route is served under `/api/2.0/mlflow` and
+//! `/ajax-api/2.0/mlflow` (and the 3.0 prefixes, which newer clients use for some calls).
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Method;
+use axum::routing::{get, patch, post, MethodRouter};
+use axum::Router;
+use cairn_api::ErrorCode;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::handlers::{experiments, logged_models, meta, runs};
+use crate::middleware::{panic_response, server_timing};
+use crate::AppState;
+
+/// Largest request body accepted by any endpoint (log-batch has its own 1 MB limit).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Prefixes under which the MLflow API is mounted.
+pub const API_PREFIXES: [&str; 4] = [
+    "/api/2.0/mlflow",
+    "/ajax-api/2.0/mlflow",
+    "/api/3.0/mlflow",
+    "/ajax-api/3.0/mlflow",
+];
+
+/// `(path, handler)` for every MLflow tracking route, relative to a prefix.
+fn mlflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/experiments/create", post(experiments::create)),
+        ("/experiments/get", get(experiments::get)),
+        ("/experiments/get-by-name", get(experiments::get_by_name)),
+        (
+            "/experiments/search",
+            post(experiments::search).get(experiments::search),
+        ),
+        ("/experiments/delete", post(experiments::delete)),
+        ("/experiments/restore", post(experiments::restore)),
+        ("/experiments/update", post(experiments::update)),
+        (
+            "/experiments/set-experiment-tag",
+            post(experiments::set_tag),
+        ),
+        (
+            "/experiments/delete-experiment-tag",
+            post(experiments::delete_tag),
+        ),
+        ("/runs/create", post(runs::create)),
+        ("/runs/get", get(runs::get)),
+        ("/runs/update", post(runs::update)),
+        ("/runs/delete", post(runs::delete)),
+        ("/runs/restore", post(runs::restore)),
+        ("/runs/log-metric", post(runs::log_metric)),
+        ("/runs/log-parameter", post(runs::log_param)),
+        ("/runs/set-tag", post(runs::set_tag)),
+        ("/runs/delete-tag", post(runs::delete_tag)),
+        ("/runs/log-batch", post(runs::log_batch)),
+        ("/runs/log-model", post(runs::log_model)),
+        ("/runs/log-inputs", post(runs::log_inputs)),
+        ("/runs/outputs", post(runs::log_outputs)),
+        ("/runs/search", post(runs::search).get(runs::search)),
+        ("/metrics/get-history", get(runs::get_history)),
+        (
+            "/metrics/get-history-bulk-interval",
+            get(runs::get_history_bulk_interval),
+        ),
+        ("/metrics/get-history-bulk", get(runs::get_history_bulk)),
+        ("/artifacts/list", get(runs::list_artifacts)),
+        ("/logged-models", post(logged_models::create)),
+        ("/logged-models/search", post(logged_models::search)),
+        (
+            "/logged-models/{model_id}",
+            get(logged_models::get)
+                .patch(logged_models::finalize)
+                .delete(logged_models::delete),
+        ),
+        (
+            "/logged-models/{model_id}/tags",
+            patch(logged_models::set_tags),
+        ),
+        (
+            "/logged-models/{model_id}/tags/{tag_key}",
+            axum::routing::delete(logged_models::delete_tag),
+        ),
+        (
+            "/logged-models/{model_id}/params",
+            post(logged_models::log_params),
+        ),
+        ("/server-info", get(meta::server_info)),
+    ]
+}
+
+async fn method_not_allowed(method: Method, req: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::BadRequest,
+        format!("Method {method} is not allowed for {}", req.uri().path()),
+    )
+}
+
+/// Builds the whole application router.
+pub fn router(state: AppState) -> Router {
+    let mut app: Router<AppState> = Router::new()
+        .route("/health", get(meta::health))
+        .route("/version", get(meta::version));
+    for prefix in API_PREFIXES {
+        for (path, handler) in mlflow_routes() {
+            app = app.route(&format!("{prefix}{path}"), handler);
+        }
+    }
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(server_timing))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    app.fallback(meta::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(layers)
+        .with_state(state)
+}

@@ -1,0 +1,165 @@
+-- Tracking schema. Ids: experiments are integers (0 = Default); runs are 32-hex text.
+-- Child tables are WITHOUT ROWID so their primary keys are the clustered index the hot
+-- paths read (history by run/key, latest metric by run/key, params/tags by run).
+
+CREATE TABLE experiments (
+    experiment_id     INTEGER PRIMARY KEY,
+    name              TEXT    NOT NULL UNIQUE,
+    artifact_location TEXT    NOT NULL,
+    lifecycle_stage   TEXT    NOT NULL DEFAULT 'active',
+    creation_time     INTEGER NOT NULL,
+    last_update_time  INTEGER NOT NULL
+);
+CREATE INDEX experiments_by_creation ON experiments (creation_time DESC, experiment_id);
+
+CREATE TABLE experiment_tags (
+    experiment_id INTEGER NOT NULL REFERENCES experiments (experiment_id) ON DELETE CASCADE,
+    key           TEXT    NOT NULL,
+    value         TEXT    NOT NULL,
+    PRIMARY KEY (experiment_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE runs (
+    run_id          TEXT    PRIMARY KEY,
+    experiment_id   INTEGER NOT NULL REFERENCES experiments (experiment_id),
+    name            TEXT    NOT NULL,
+    user_id         TEXT    NOT NULL,
+    status          TEXT    NOT NULL,
+    start_time      INTEGER,
+    end_time        INTEGER,
+    artifact_uri    TEXT    NOT NULL,
+    lifecycle_stage TEXT    NOT NULL DEFAULT 'active',
+    deleted_time    INTEGER
+);
+-- The default search order within an experiment.
+CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time DESC, run_id);
+
+-- Full history. The key doubles as MLflow's history order (timestamp, step, value) and
+-- makes an identical resend a no-op (INSERT OR IGNORE).
+CREATE TABLE metrics (
+    run_id         TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    key            TEXT    NOT NULL,
+    timestamp      INTEGER NOT NULL,
+    step           INTEGER NOT NULL,
+    is_nan         INTEGER NOT NULL,
+    value          REAL    NOT NULL,
+    model_id       TEXT,
+    dataset_name   TEXT,
+    dataset_digest TEXT,
+    PRIMARY KEY (run_id, key, timestamp, step, is_nan, value)
+) WITHOUT ROWID;
+-- Step-based access for the charting (bulk-interval) endpoint.
+CREATE INDEX metrics_by_step ON metrics (run_id, key, step);
+CREATE INDEX metrics_by_model ON metrics (model_id) WHERE model_id IS NOT NULL;
+
+-- Latest value per (run, key): highest step, then timestamp, then value.
+CREATE TABLE latest_metrics (
+    run_id    TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    key       TEXT    NOT NULL,
+    value     REAL    NOT NULL,
+    is_nan    INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    step      INTEGER NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+-- Search by metric value (`metrics.loss < 0.5`) without touching every run.
+CREATE INDEX latest_metrics_by_key_value ON latest_metrics (key, value);
+
+CREATE TABLE params (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX params_by_key_value ON params (key, value);
+
+CREATE TABLE tags (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX tags_by_key_value ON tags (key, value);
+
+CREATE TABLE datasets (
+    dataset_id    INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments (experiment_id),
+    name          TEXT    NOT NULL,
+    digest        TEXT    NOT NULL,
+    source_type   TEXT    NOT NULL,
+    source        TEXT    NOT NULL,
+    schema        TEXT,
+    profile       TEXT,
+    UNIQUE (experiment_id, name, digest)
+);
+
+CREATE TABLE run_dataset_inputs (
+    run_id     TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    dataset_id INTEGER NOT NULL REFERENCES datasets (dataset_id),
+    PRIMARY KEY (run_id, dataset_id)
+) WITHOUT ROWID;
+CREATE INDEX run_dataset_inputs_by_dataset ON run_dataset_inputs (dataset_id);
+
+CREATE TABLE run_dataset_input_tags (
+    run_id     TEXT    NOT NULL,
+    dataset_id INTEGER NOT NULL,
+    key        TEXT    NOT NULL,
+    value      TEXT    NOT NULL,
+    PRIMARY KEY (run_id, dataset_id, key),
+    FOREIGN KEY (run_id, dataset_id) REFERENCES run_dataset_inputs (run_id, dataset_id) ON DELETE CASCADE
+) WITHOUT ROWID;
+
+CREATE TABLE logged_models (
+    model_id               TEXT    PRIMARY KEY,
+    experiment_id          INTEGER NOT NULL REFERENCES experiments (experiment_id),
+    name                   TEXT    NOT NULL,
+    artifact_uri           TEXT    NOT NULL,
+    creation_timestamp     INTEGER NOT NULL,
+    last_updated_timestamp INTEGER NOT NULL,
+    model_type             TEXT,
+    source_run_id          TEXT,
+    status                 TEXT    NOT NULL,
+    status_message         TEXT,
+    lifecycle_stage        TEXT    NOT NULL DEFAULT 'active'
+);
+CREATE INDEX logged_models_by_experiment ON logged_models (experiment_id, creation_timestamp DESC);
+
+CREATE TABLE logged_model_tags (
+    model_id TEXT NOT NULL REFERENCES logged_models (model_id) ON DELETE CASCADE,
+    key      TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE logged_model_params (
+    model_id TEXT NOT NULL REFERENCES logged_models (model_id) ON DELETE CASCADE,
+    key      TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE run_model_inputs (
+    run_id   TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, model_id)
+) WITHOUT ROWID;
+
+CREATE TABLE run_model_outputs (
+    run_id   TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    model_id TEXT    NOT NULL,
+    step     INTEGER NOT NULL,
+    PRIMARY KEY (run_id, model_id)
+) WITHOUT ROWID;
+
+-- Latest value per (logged model, key), for logged-model search and ordering.
+CREATE VIEW logged_model_latest_metrics AS
+SELECT model_id, key, value, is_nan
+FROM (
+    SELECT model_id, key, value, is_nan,
+           ROW_NUMBER() OVER (
+               PARTITION BY model_id, key ORDER BY step DESC, timestamp DESC, value DESC
+           ) AS rn
+    FROM metrics
+    WHERE model_id IS NOT NULL
+)
+WHERE rn = 1;

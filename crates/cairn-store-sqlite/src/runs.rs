@@ -1,0 +1,772 @@
+//! Runs, their metrics, params, tags, inputs and outputs.
+
+use std::collections::HashMap;
+
+use cairn_core::model::{
+    Dataset, DatasetInput, LifecycleStage, Metric, ModelInput, ModelOutput, Param, Run, RunData,
+    RunInfo, RunInputs, RunOutputs, Tag,
+};
+use cairn_core::page::{page_from_overfetch, Page};
+use cairn_core::service::RUN_NAME_TAG;
+use cairn_core::store::{
+    run_artifact_uri, LogBatch, MetricHistoryQuery, NewRun, RunSearch, RunUpdate,
+};
+use cairn_core::{CoreError, CoreResult};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+
+use crate::experiments::stages_json;
+use crate::sql::{json_list, push_filter, push_order_by, push_order_joins, Target};
+use crate::{db_err, parse_col, SqliteStore};
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, stage
+type RunRow = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+);
+
+const RUN_COLUMNS: &str = "r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
+                           r.end_time, r.artifact_uri, r.lifecycle_stage";
+
+/// Rows of metrics that go through SQLite: NaN cannot be stored as REAL (it becomes NULL),
+/// so it is stored as 0 with a flag.
+fn encode_value(v: f64) -> (f64, i64) {
+    if v.is_nan() {
+        (0.0, 1)
+    } else {
+        (v, 0)
+    }
+}
+
+fn decode_value(v: f64, is_nan: i64) -> f64 {
+    if is_nan != 0 {
+        f64::NAN
+    } else {
+        v
+    }
+}
+
+pub(crate) fn run_not_found(run_id: &str) -> CoreError {
+    CoreError::not_found(format!("Run with id={run_id} not found"))
+}
+
+fn to_info(r: RunRow) -> CoreResult<RunInfo> {
+    Ok(RunInfo {
+        run_id: r.0,
+        experiment_id: r.1.to_string(),
+        run_name: r.2,
+        user_id: r.3,
+        status: parse_col(&r.4)?,
+        start_time: r.5,
+        end_time: r.6,
+        artifact_uri: r.7,
+        lifecycle_stage: parse_col(&r.8)?,
+    })
+}
+
+/// Fails unless the run exists and is active; MLflow reports a deleted run as an invalid
+/// parameter rather than a missing one.
+async fn check_active(tx: &mut Tx, run_id: &str) -> CoreResult<()> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT lifecycle_stage FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    let (stage,) = row.ok_or_else(|| run_not_found(run_id))?;
+    if parse_col::<LifecycleStage>(&stage)? != LifecycleStage::Active {
+        return Err(CoreError::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is {stage}."
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn create(store: &SqliteStore, new: NewRun) -> CoreResult<Run> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let exp: Option<(String, String)> = sqlx::query_as(
+        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ?",
+    )
+    .bind(new.experiment_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let (location, stage) = exp.ok_or_else(|| {
+        CoreError::not_found(format!(
+            "No Experiment with id={} exists",
+            new.experiment_id
+        ))
+    })?;
+    if parse_col::<LifecycleStage>(&stage)? != LifecycleStage::Active {
+        return Err(CoreError::invalid(format!(
+            "The experiment {} must be in the 'active' state. Current state is {stage}.",
+            new.experiment_id
+        )));
+    }
+    let artifact_uri = run_artifact_uri(&location, &new.run_id);
+    sqlx::query(
+        "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, \
+         artifact_uri, lifecycle_stage) VALUES (?, ?, ?, ?, 'RUNNING', ?, NULL, ?, 'active')",
+    )
+    .bind(&new.run_id)
+    .bind(new.experiment_id)
+    .bind(&new.run_name)
+    .bind(&new.user_id)
+    .bind(new.start_time)
+    .bind(&artifact_uri)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    upsert_tags(&mut tx, &new.run_id, &new.tags).await?;
+    tx.commit().await.map_err(db_err)?;
+    let mut tags = dedup_tags(new.tags);
+    tags.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(Run {
+        info: RunInfo {
+            run_id: new.run_id,
+            experiment_id: new.experiment_id.to_string(),
+            run_name: new.run_name,
+            user_id: new.user_id,
+            status: cairn_core::model::RunStatus::Running,
+            start_time: new.start_time,
+            end_time: None,
+            artifact_uri,
+            lifecycle_stage: LifecycleStage::Active,
+        },
+        data: RunData {
+            metrics: Vec::new(),
+            params: Vec::new(),
+            tags,
+        },
+        inputs: RunInputs::default(),
+        outputs: RunOutputs::default(),
+    })
+}
+
+/// Last value wins for repeated tag keys, as with sequential set-tag calls.
+fn dedup_tags(tags: Vec<Tag>) -> Vec<Tag> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    for t in tags {
+        map.insert(t.key, t.value);
+    }
+    map.into_iter()
+        .map(|(key, value)| Tag { key, value })
+        .collect()
+}
+
+async fn upsert_tags(tx: &mut Tx, run_id: &str, tags: &[Tag]) -> CoreResult<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut qb: QueryBuilder<'static, Sqlite> =
+        QueryBuilder::new("INSERT INTO tags (run_id, key, value) ");
+    let owned: Vec<Tag> = dedup_tags(tags.to_vec());
+    qb.push_values(owned, |mut b, t| {
+        b.push_bind(run_id.to_string())
+            .push_bind(t.key)
+            .push_bind(t.value);
+    });
+    qb.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
+    qb.build().execute(&mut **tx).await.map_err(db_err)?;
+    // The run name lives in a column and in the mlflow.runName tag; keep them in step.
+    if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
+        sqlx::query("UPDATE runs SET name = ? WHERE run_id = ?")
+            .bind(&name.value)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn get(pool: &SqlitePool, run_id: &str) -> CoreResult<Run> {
+    let row: Option<RunRow> = sqlx::query_as(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id = ?"
+    ))
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    let row = row.ok_or_else(|| run_not_found(run_id))?;
+    hydrate(pool, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(|| run_not_found(run_id))
+}
+
+/// Loads data, inputs and outputs for a page of runs with one query per child table.
+async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let list = json_list(&ids);
+    const IN_IDS: &str = "run_id IN (SELECT value FROM json_each(?))";
+
+    let mut data: HashMap<String, RunData> = HashMap::new();
+    let metrics: Vec<(String, String, f64, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE {IN_IDS} \
+         ORDER BY run_id, key"
+    ))
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (run_id, key, value, is_nan, timestamp, step) in metrics {
+        data.entry(run_id).or_default().metrics.push(Metric::new(
+            key,
+            decode_value(value, is_nan),
+            timestamp,
+            step,
+        ));
+    }
+    let params: Vec<(String, String, String)> = sqlx::query_as(&format!(
+        "SELECT run_id, key, value FROM params WHERE {IN_IDS} ORDER BY run_id, key"
+    ))
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (run_id, key, value) in params {
+        data.entry(run_id)
+            .or_default()
+            .params
+            .push(Param { key, value });
+    }
+    let tags: Vec<(String, String, String)> = sqlx::query_as(&format!(
+        "SELECT run_id, key, value FROM tags WHERE {IN_IDS} ORDER BY run_id, key"
+    ))
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (run_id, key, value) in tags {
+        data.entry(run_id)
+            .or_default()
+            .tags
+            .push(Tag { key, value });
+    }
+    let mut inputs = load_inputs(pool, &list).await?;
+    let mut outputs: HashMap<String, RunOutputs> = HashMap::new();
+    let outs: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+        "SELECT run_id, model_id, step FROM run_model_outputs WHERE {IN_IDS} ORDER BY run_id, model_id"
+    ))
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (run_id, model_id, step) in outs {
+        outputs
+            .entry(run_id)
+            .or_default()
+            .model_outputs
+            .push(ModelOutput { model_id, step });
+    }
+    rows.into_iter()
+        .map(|r| {
+            let id = r.0.clone();
+            Ok(Run {
+                info: to_info(r)?,
+                data: data.remove(&id).unwrap_or_default(),
+                inputs: inputs.remove(&id).unwrap_or_default(),
+                outputs: outputs.remove(&id).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+type DatasetRow = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+async fn load_inputs(pool: &SqlitePool, list: &str) -> CoreResult<HashMap<String, RunInputs>> {
+    let mut out: HashMap<String, RunInputs> = HashMap::new();
+    let rows: Vec<DatasetRow> = sqlx::query_as(
+        "SELECT i.run_id, d.dataset_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+         FROM run_dataset_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id \
+         WHERE i.run_id IN (SELECT value FROM json_each(?)) ORDER BY i.run_id, d.dataset_id",
+    )
+    .bind(list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    if !rows.is_empty() {
+        let tag_rows: Vec<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags \
+             WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY key",
+        )
+        .bind(list)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+        let mut tags: HashMap<(String, i64), Vec<Tag>> = HashMap::new();
+        for (run_id, ds, key, value) in tag_rows {
+            tags.entry((run_id, ds))
+                .or_default()
+                .push(Tag { key, value });
+        }
+        for (run_id, ds_id, name, digest, source_type, source, schema, profile) in rows {
+            let input = DatasetInput {
+                tags: tags.remove(&(run_id.clone(), ds_id)).unwrap_or_default(),
+                dataset: Dataset {
+                    name,
+                    digest,
+                    source_type,
+                    source,
+                    schema,
+                    profile,
+                },
+            };
+            out.entry(run_id).or_default().dataset_inputs.push(input);
+        }
+    }
+    let models: Vec<(String, String)> = sqlx::query_as(
+        "SELECT run_id, model_id FROM run_model_inputs \
+         WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY run_id, model_id",
+    )
+    .bind(list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (run_id, model_id) in models {
+        out.entry(run_id)
+            .or_default()
+            .model_inputs
+            .push(ModelInput { model_id });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn update(store: &SqliteStore, u: &RunUpdate) -> CoreResult<RunInfo> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    check_active(&mut tx, &u.run_id).await?;
+    let row: RunRow = sqlx::query_as(&format!(
+        "UPDATE runs AS r SET status = coalesce(?, status), end_time = coalesce(?, end_time), \
+         name = coalesce(?, name) WHERE run_id = ? RETURNING {RUN_COLUMNS}"
+    ))
+    .bind(u.status.map(|s| s.as_str()))
+    .bind(u.end_time)
+    .bind(u.run_name.as_deref())
+    .bind(&u.run_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if let Some(name) = &u.run_name {
+        sqlx::query(
+            "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&u.run_id)
+        .bind(RUN_NAME_TAG)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    to_info(row)
+}
+
+pub(crate) async fn set_lifecycle(
+    store: &SqliteStore,
+    run_id: &str,
+    stage: LifecycleStage,
+    now: i64,
+) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT lifecycle_stage FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    row.ok_or_else(|| run_not_found(run_id))?;
+    // Deleting a deleted run (or restoring an active one) is a harmless no-op, which also
+    // makes client retries safe.
+    let deleted_time = (stage == LifecycleStage::Deleted).then_some(now);
+    sqlx::query("UPDATE runs SET lifecycle_stage = ?, deleted_time = ? WHERE run_id = ?")
+        .bind(stage.as_str())
+        .bind(deleted_time)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn log_batch(store: &SqliteStore, run_id: &str, b: &LogBatch) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    check_active(&mut tx, run_id).await?;
+    if !b.params.is_empty() {
+        insert_params(&mut tx, "params", "run_id", run_id, &b.params).await?;
+    }
+    if !b.metrics.is_empty() {
+        insert_metrics(&mut tx, run_id, &b.metrics).await?;
+    }
+    upsert_tags(&mut tx, run_id, &b.tags).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// Inserts params, refusing to change an existing value. Same-value re-logs are accepted
+/// so retried requests succeed.
+pub(crate) async fn insert_params(
+    tx: &mut Tx,
+    table: &'static str,
+    owner: &'static str,
+    owner_id: &str,
+    params: &[Param],
+) -> CoreResult<()> {
+    let keys: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
+    let existing: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT key, value FROM {table} WHERE {owner} = ? AND key IN (SELECT value FROM json_each(?))"
+    ))
+    .bind(owner_id)
+    .bind(json_list(&keys))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let existing: HashMap<String, String> = existing.into_iter().collect();
+    let conflicts: Vec<String> = params
+        .iter()
+        .filter_map(|p| {
+            existing
+                .get(&p.key)
+                .filter(|old| **old != p.value)
+                .map(|old| {
+                    format!(
+                        "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
+                        p.key, old, p.value
+                    )
+                })
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(CoreError::invalid(format!(
+            "Changing param values is not allowed. Params were already logged='[{}]' for run \
+             ID='{owner_id}'.",
+            conflicts.join(", ")
+        )));
+    }
+    let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(format!(
+        "INSERT OR IGNORE INTO {table} ({owner}, key, value) "
+    ));
+    qb.push_values(params.to_vec(), |mut b, p| {
+        b.push_bind(owner_id.to_string())
+            .push_bind(p.key)
+            .push_bind(p.value);
+    });
+    qb.build().execute(&mut **tx).await.map_err(db_err)?;
+    Ok(())
+}
+
+/// Appends history rows (identical rows are ignored, making retries idempotent) and
+/// advances `latest_metrics` with one upsert per distinct key.
+async fn insert_metrics(tx: &mut Tx, run_id: &str, metrics: &[Metric]) -> CoreResult<()> {
+    // 9 bound values per row keeps each statement well under SQLite's variable limit.
+    for chunk in metrics.chunks(500) {
+        let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(
+            "INSERT OR IGNORE INTO metrics (run_id, key, timestamp, step, is_nan, value, \
+             model_id, dataset_name, dataset_digest) ",
+        );
+        qb.push_values(chunk.to_vec(), |mut b, m| {
+            let (value, is_nan) = encode_value(m.value);
+            b.push_bind(run_id.to_string())
+                .push_bind(m.key)
+                .push_bind(m.timestamp)
+                .push_bind(m.step)
+                .push_bind(is_nan)
+                .push_bind(value)
+                .push_bind(m.model_id)
+                .push_bind(m.dataset_name)
+                .push_bind(m.dataset_digest);
+        });
+        qb.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    // The newest observation per key within this batch: (step, timestamp, value) order.
+    let mut latest: HashMap<&str, &Metric> = HashMap::new();
+    for m in metrics {
+        let entry = latest.entry(m.key.as_str()).or_insert(m);
+        if newer(m, entry) {
+            *entry = m;
+        }
+    }
+    let rows: Vec<Metric> = latest.into_values().cloned().collect();
+    let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(
+        "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) ",
+    );
+    qb.push_values(rows, |mut b, m| {
+        let (value, is_nan) = encode_value(m.value);
+        b.push_bind(run_id.to_string())
+            .push_bind(m.key)
+            .push_bind(value)
+            .push_bind(is_nan)
+            .push_bind(m.timestamp)
+            .push_bind(m.step);
+    });
+    qb.push(
+        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+         timestamp = excluded.timestamp, step = excluded.step \
+         WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+               (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
+    );
+    qb.build().execute(&mut **tx).await.map_err(db_err)?;
+    Ok(())
+}
+
+/// Whether `a` supersedes `b` as the latest value (NaN compares as stored: 0).
+fn newer(a: &Metric, b: &Metric) -> bool {
+    let key = |m: &Metric| (m.step, m.timestamp, encode_value(m.value).0);
+    let (ka, kb) = (key(a), key(b));
+    (ka.0, ka.1) > (kb.0, kb.1) || ((ka.0, ka.1) == (kb.0, kb.1) && ka.2 > kb.2)
+}
+
+pub(crate) async fn delete_tag(store: &SqliteStore, run_id: &str, key: &str) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    check_active(&mut tx, run_id).await?;
+    let done = sqlx::query("DELETE FROM tags WHERE run_id = ? AND key = ?")
+        .bind(run_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(CoreError::not_found(format!(
+            "No tag with name: {key} in run with id {run_id}"
+        )));
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn search(pool: &SqlitePool, q: &RunSearch) -> CoreResult<Page<Run>> {
+    let mut qb: QueryBuilder<'static, Sqlite> =
+        QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs r"));
+    let keys = push_order_joins(&mut qb, Target::Runs, &q.order_by)?;
+    qb.push(" WHERE r.experiment_id IN (SELECT value FROM json_each(");
+    qb.push_bind(serde_json::Value::from(q.experiment_ids.clone()).to_string());
+    qb.push(")) AND r.lifecycle_stage IN (SELECT value FROM json_each(");
+    qb.push_bind(stages_json(q.view.stages()));
+    qb.push("))");
+    if let Some(f) = &q.filter {
+        qb.push(" AND ");
+        push_filter(&mut qb, Target::Runs, f)?;
+    }
+    push_order_by(&mut qb, &keys, "r.start_time DESC, r.run_id ASC");
+    qb.push(" LIMIT ");
+    qb.push_bind((q.max_results + 1) as i64);
+    qb.push(" OFFSET ");
+    qb.push_bind(q.offset as i64);
+    let rows: Vec<RunRow> = qb.build_query_as().fetch_all(pool).await.map_err(db_err)?;
+    let page = page_from_overfetch(rows, q.offset, q.max_results);
+    Ok(Page {
+        items: hydrate(pool, page.items).await?,
+        next_page_token: page.next_page_token,
+    })
+}
+
+async fn run_exists(pool: &SqlitePool, run_id: &str) -> CoreResult<()> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM runs WHERE run_id = ?")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?;
+    row.map(|_| ()).ok_or_else(|| run_not_found(run_id))
+}
+
+type MetricRow = (
+    String,
+    f64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn to_metric(r: MetricRow) -> Metric {
+    Metric {
+        key: r.0,
+        value: decode_value(r.1, r.2),
+        timestamp: r.3,
+        step: r.4,
+        model_id: r.5,
+        dataset_name: r.6,
+        dataset_digest: r.7,
+        run_id: None,
+    }
+}
+
+const METRIC_COLUMNS: &str =
+    "key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest";
+
+pub(crate) async fn metric_history(
+    pool: &SqlitePool,
+    q: &MetricHistoryQuery,
+) -> CoreResult<Page<Metric>> {
+    run_exists(pool, &q.run_id).await?;
+    // -1 means "no limit" to SQLite.
+    let limit = q.max_results.map(|m| m as i64 + 1).unwrap_or(-1);
+    let rows: Vec<MetricRow> = sqlx::query_as(&format!(
+        "SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ? AND key = ? \
+         ORDER BY timestamp, step, is_nan, value LIMIT ? OFFSET ?"
+    ))
+    .bind(&q.run_id)
+    .bind(&q.key)
+    .bind(limit)
+    .bind(q.offset as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    let metrics: Vec<Metric> = rows.into_iter().map(to_metric).collect();
+    Ok(match q.max_results {
+        Some(m) => page_from_overfetch(metrics, q.offset, m),
+        None => Page {
+            items: metrics,
+            next_page_token: None,
+        },
+    })
+}
+
+pub(crate) async fn metric_steps(
+    pool: &SqlitePool,
+    run_id: &str,
+    key: &str,
+) -> CoreResult<Vec<i64>> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT DISTINCT step FROM metrics WHERE run_id = ? AND key = ? ORDER BY step",
+    )
+    .bind(run_id)
+    .bind(key)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+pub(crate) async fn metrics_at_steps(
+    pool: &SqlitePool,
+    run_id: &str,
+    key: &str,
+    steps: &[i64],
+) -> CoreResult<Vec<Metric>> {
+    let rows: Vec<MetricRow> = sqlx::query_as(&format!(
+        "SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ? AND key = ? \
+         AND step IN (SELECT value FROM json_each(?)) ORDER BY step, timestamp"
+    ))
+    .bind(run_id)
+    .bind(key)
+    .bind(serde_json::Value::from(steps.to_vec()).to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(to_metric).collect())
+}
+
+pub(crate) async fn log_inputs(
+    store: &SqliteStore,
+    run_id: &str,
+    datasets: &[DatasetInput],
+    models: &[ModelInput],
+) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    check_active(&mut tx, run_id).await?;
+    let (experiment_id,): (i64,) =
+        sqlx::query_as("SELECT experiment_id FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    for input in datasets {
+        let d = &input.dataset;
+        // Datasets are shared per experiment by (name, digest); the first definition wins.
+        sqlx::query(
+            "INSERT OR IGNORE INTO datasets (experiment_id, name, digest, source_type, source, schema, profile) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(experiment_id)
+        .bind(&d.name)
+        .bind(&d.digest)
+        .bind(&d.source_type)
+        .bind(&d.source)
+        .bind(&d.schema)
+        .bind(&d.profile)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (dataset_id,): (i64,) = sqlx::query_as(
+            "SELECT dataset_id FROM datasets WHERE experiment_id = ? AND name = ? AND digest = ?",
+        )
+        .bind(experiment_id)
+        .bind(&d.name)
+        .bind(&d.digest)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("INSERT OR IGNORE INTO run_dataset_inputs (run_id, dataset_id) VALUES (?, ?)")
+            .bind(run_id)
+            .bind(dataset_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        for t in &input.tags {
+            sqlx::query(
+                "INSERT INTO run_dataset_input_tags (run_id, dataset_id, key, value) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (run_id, dataset_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(run_id)
+            .bind(dataset_id)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+    }
+    for m in models {
+        sqlx::query("INSERT OR IGNORE INTO run_model_inputs (run_id, model_id) VALUES (?, ?)")
+            .bind(run_id)
+            .bind(&m.model_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn log_outputs(
+    store: &SqliteStore,
+    run_id: &str,
+    models: &[ModelOutput],
+) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    check_active(&mut tx, run_id).await?;
+    for m in models {
+        sqlx::query(
+            "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES (?, ?, ?) \
+             ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
+        )
+        .bind(run_id)
+        .bind(&m.model_id)
+        .bind(m.step)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}
