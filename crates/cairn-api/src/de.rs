@@ -1,92 +1,228 @@
 //! Lenient decoders for protobuf-JSON: int64 may arrive as a number or a string, doubles
 //! as numbers or "NaN"/"Infinity" strings, and query-string lists as one value or many.
 
-use serde::de::{self, Deserializer};
-use serde::Deserialize;
+use std::fmt;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumOrStr {
-    I(i64),
-    F(f64),
-    S(String),
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+/// Accepts null/absent, integers, integral floats and numeric strings.
+struct I64Visitor;
+
+impl<'de> Visitor<'de> for I64Visitor {
+    type Value = Option<i64>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an integer (or a string holding one)")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        i64::try_from(v)
+            .map(Some)
+            .map_err(|_| E::custom(format!("{v} does not fit in a 64-bit integer")))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if v.fract() == 0.0 && v.abs() < 9.2e18 {
+            Ok(Some(v as i64))
+        } else {
+            Err(E::custom(format!("expected an integer, got {v}")))
+        }
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| E::custom(format!("expected an integer, got \"{v}\"")))
+    }
 }
 
 /// An optional int64 given as a number or a numeric string.
 pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    match Option::<NumOrStr>::deserialize(d)? {
-        None => Ok(None),
-        Some(NumOrStr::I(i)) => Ok(Some(i)),
-        Some(NumOrStr::F(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Some(f as i64)),
-        Some(NumOrStr::F(f)) => Err(de::Error::custom(format!("expected an integer, got {f}"))),
-        Some(NumOrStr::S(s)) if s.is_empty() => Ok(None),
-        Some(NumOrStr::S(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| de::Error::custom(format!("expected an integer, got \"{s}\""))),
-    }
+    d.deserialize_option(I64Visitor)
 }
 
-/// An optional double given as a number, a numeric string, or NaN/Infinity spelled out.
-pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    match Option::<NumOrStr>::deserialize(d)? {
-        None => Ok(None),
-        Some(NumOrStr::I(i)) => Ok(Some(i as f64)),
-        Some(NumOrStr::F(f)) => Ok(Some(f)),
-        Some(NumOrStr::S(s)) => match s.trim() {
+/// Accepts null/absent, numbers, numeric strings and NaN/Infinity spelled out.
+struct F64Visitor;
+
+impl<'de> Visitor<'de> for F64Visitor {
+    type Value = Option<f64>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number (or \"NaN\", \"Infinity\", \"-Infinity\")")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        match v.trim() {
             "NaN" | "nan" => Ok(Some(f64::NAN)),
             "Infinity" | "inf" | "+Infinity" => Ok(Some(f64::INFINITY)),
             "-Infinity" | "-inf" => Ok(Some(f64::NEG_INFINITY)),
             other => other
                 .parse::<f64>()
                 .map(Some)
-                .map_err(|_| de::Error::custom(format!("expected a number, got \"{s}\""))),
-        },
+                .map_err(|_| E::custom(format!("expected a number, got \"{v}\""))),
+        }
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum BoolOrStr {
-    B(bool),
-    S(String),
+/// An optional double given as a number, a numeric string, or NaN/Infinity spelled out.
+pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    d.deserialize_option(F64Visitor)
+}
+
+/// Accepts null/absent, booleans and "true"/"false" in any case.
+struct BoolVisitor;
+
+impl<'de> Visitor<'de> for BoolVisitor {
+    type Value = Option<bool>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a boolean")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        match v.to_ascii_lowercase().as_str() {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+        }
+    }
 }
 
 /// An optional boolean given as `true`/`false` or their string forms.
 pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    match Option::<BoolOrStr>::deserialize(d)? {
-        None => Ok(None),
-        Some(BoolOrStr::B(b)) => Ok(Some(b)),
-        Some(BoolOrStr::S(s)) => match s.to_ascii_lowercase().as_str() {
-            "true" => Ok(Some(true)),
-            "false" => Ok(Some(false)),
-            _ => Err(de::Error::custom(format!(
-                "expected a boolean, got \"{s}\""
-            ))),
-        },
+    d.deserialize_option(BoolVisitor)
+}
+
+/// Accepts a string or an integer as text: MLflow stringifies numeric experiment ids.
+struct IdVisitor;
+
+impl<'de> Visitor<'de> for IdVisitor {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string or an integer")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(v))
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+/// An optional id given as a string or an integer.
+pub fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    d.deserialize_option(IdVisitor)
+}
+
+/// A list of strings (or integers, kept as text); a lone value is a one-item list, which
+/// is what a query string with one occurrence of the key yields.
+struct ListVisitor;
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = Vec<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of strings")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(vec![v.to_string()])
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(vec![v.to_string()])
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(vec![v.to_string()])
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element_seed(ItemSeed)? {
+            out.push(item);
+        }
+        Ok(out)
+    }
+}
+
+/// One list item: a string or an integer.
+struct ItemSeed;
+
+impl<'de> de::DeserializeSeed<'de> for ItemSeed {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_any(IdVisitor)?
+            .ok_or_else(|| de::Error::custom("expected a string, got null"))
+    }
 }
 
 /// A list of strings; a query string with one occurrence yields a single string.
 pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(match Option::<OneOrMany>::deserialize(d)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => vec![s],
-        Some(OneOrMany::Many(v)) => v,
-    })
+    d.deserialize_option(ListVisitor)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     #[derive(Deserialize)]
     struct T {
@@ -117,6 +253,13 @@ mod tests {
         assert!(parse(r#"{"i": "x"}"#).is_err());
         assert!(parse(r#"{"i": 1.5}"#).is_err());
         assert!(parse(r#"{"f": "abc"}"#).is_err());
-        assert!(parse(r#"{"i": true}"#).is_err());
+        let err = parse(r#"{"i": true}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("expected an integer"), "{err}");
+        assert!(parse(r#"{"l": 5}"#).is_ok());
+        assert!(parse(r#"{"l": [1, "a"]}"#).is_ok());
+        assert!(parse(r#"{"l": {"a": 1}}"#).is_err());
     }
 }

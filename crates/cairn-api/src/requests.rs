@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::de::{opt_bool, opt_f64, opt_i64, string_list};
+use crate::de::{opt_bool, opt_f64, opt_i64, opt_id, string_list};
 
 /// `{key, value}` for tags and params.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -60,7 +60,7 @@ pub struct CreateExperiment {
 #[serde(default)]
 pub struct ExperimentRef {
     /// Experiment id.
-    #[serde(alias = "experimentId")]
+    #[serde(alias = "experimentId", deserialize_with = "opt_id")]
     pub experiment_id: Option<String>,
 }
 
@@ -98,7 +98,7 @@ pub struct SearchExperiments {
 #[serde(default)]
 pub struct UpdateExperiment {
     /// Experiment id.
-    #[serde(alias = "experimentId")]
+    #[serde(alias = "experimentId", deserialize_with = "opt_id")]
     pub experiment_id: Option<String>,
     /// New name.
     #[serde(alias = "newName")]
@@ -110,7 +110,7 @@ pub struct UpdateExperiment {
 #[serde(default)]
 pub struct ExperimentTag {
     /// Experiment id.
-    #[serde(alias = "experimentId")]
+    #[serde(alias = "experimentId", deserialize_with = "opt_id")]
     pub experiment_id: Option<String>,
     /// Key.
     pub key: Option<String>,
@@ -123,7 +123,7 @@ pub struct ExperimentTag {
 #[serde(default)]
 pub struct CreateRun {
     /// Experiment id.
-    #[serde(alias = "experimentId")]
+    #[serde(alias = "experimentId", deserialize_with = "opt_id")]
     pub experiment_id: Option<String>,
     /// User.
     #[serde(alias = "userId")]
@@ -378,7 +378,7 @@ pub struct ListArtifacts {
 #[serde(default)]
 pub struct CreateLoggedModel {
     /// Experiment.
-    #[serde(alias = "experimentId")]
+    #[serde(alias = "experimentId", deserialize_with = "opt_id")]
     pub experiment_id: Option<String>,
     /// Name.
     pub name: Option<String>,
@@ -454,4 +454,13 @@ pub struct SearchLoggedModels {
     /// Page token.
     #[serde(alias = "pageToken")]
     pub page_token: Option<String>,
+}
+
+/// `logged-models/{id}` GET query.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GetLoggedModel {
+    /// Also return a deleted model.
+    #[serde(alias = "allowDeleted", deserialize_with = "opt_bool")]
+    pub allow_deleted: Option<bool>,
 }

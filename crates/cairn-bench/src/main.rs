@@ -33,7 +33,9 @@ enum Workload {
 /// Count flags left unset take the full defaults (about 2-3 minutes against a
 /// fast server) or, with --quick, smoke-test values that finish in seconds.
 #[derive(Debug, Parser)]
-#[command(name = "cairn-bench", version)]
+// args_override_self: a repeated flag takes its last value, so wrapper scripts
+// can pass defaults that users override by appending their own.
+#[command(name = "cairn-bench", version, args_override_self = true)]
 struct Args {
     /// Command line that starts the server; `{port}` and `{data}` (a fresh
     /// temp dir, also the cwd) are substituted. Run via `sh -c 'exec ...'`.
@@ -298,26 +300,32 @@ async fn run_workloads(
         .context("creating the benchmark experiment")?;
     let mut out = Vec::new();
     let wants = |w: Workload| selected.contains(&w);
+    // Single-client and concurrent variants (just one if --clients 1).
+    let client_counts: Vec<usize> = if cfg.clients > 1 {
+        vec![1, cfg.clients]
+    } else {
+        vec![1]
+    };
 
     if wants(Workload::LogBatch) {
-        for (clients, per_client) in [
-            (1, cfg.log_batch_requests),
-            (cfg.clients, cfg.log_batch_per_client),
-        ] {
-            phase(&format!("log_batch_{clients}c"));
+        for &clients in &client_counts {
+            let per_client = if clients == 1 {
+                cfg.log_batch_requests
+            } else {
+                cfg.log_batch_per_client
+            };
+            let name = format!("log_batch_{clients}c");
+            phase(&name);
             let r = workloads::log_batch(cfg, base, &experiment_id, clients, per_client).await;
-            out.push(
-                r.unwrap_or_else(|e| WorkloadResult::failed(&format!("log_batch_{clients}c"), &e)),
-            );
+            out.push(r.unwrap_or_else(|e| WorkloadResult::failed(&name, &e)));
         }
     }
     if wants(Workload::Create) {
-        for clients in [1, cfg.clients] {
-            phase(&format!("run_create_{clients}c"));
+        for &clients in &client_counts {
+            let name = format!("run_create_{clients}c");
+            phase(&name);
             let r = workloads::run_create(cfg, base, &experiment_id, clients, cfg.creates).await;
-            out.push(
-                r.unwrap_or_else(|e| WorkloadResult::failed(&format!("run_create_{clients}c"), &e)),
-            );
+            out.push(r.unwrap_or_else(|e| WorkloadResult::failed(&name, &e)));
         }
     }
     if wants(Workload::Search) {

@@ -3,14 +3,13 @@
 //! are visible, but they are not benchmark figures.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use reqwest::{Client, Url};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use tokio::sync::Barrier;
 
 use crate::http::{self, new_client, now_ms, post_json, timed, Timed, API};
 use crate::stats::{percentiles, Percentiles, Recorder};
@@ -130,42 +129,84 @@ async fn drive(
     let barrier = Arc::new(Barrier::new(plans.len()));
     let mut tasks = Vec::with_capacity(plans.len());
     for plan in plans {
-        // Build the client before spawning so no task can fail before the
-        // barrier and leave the others waiting forever.
-        let client = new_client(cfg.timeout)?;
         let (url, barrier, validate) = (url.to_string(), barrier.clone(), validate.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rec = Recorder::default();
-            for body in plan.warmup {
-                if let Err(e) = one(&client, &url, body, validate.as_ref()).await {
-                    rec.error(format!("(warm-up) {e}"));
-                }
-            }
-            barrier.wait().await;
-            let start = Instant::now();
-            for body in plan.measured {
-                match one(&client, &url, body, validate.as_ref()).await {
-                    Ok(t) => rec.success(t.elapsed_ms, t.server_ms),
-                    Err(e) => rec.measured_error(e),
-                }
-            }
-            (rec, start, Instant::now())
+        let timeout = cfg.timeout;
+        tasks.push(tokio::task::spawn_blocking(move || {
+            client_thread(plan, &url, &barrier, validate.as_ref(), timeout)
         }));
     }
     let mut total = Recorder::default();
     let mut first_start: Option<Instant> = None;
     let mut last_end: Option<Instant> = None;
     for t in tasks {
-        let (rec, start, end) = t.await.context("client task panicked")?;
+        let (rec, span) = t.await.context("client thread panicked")?;
         total.merge(rec);
-        first_start = Some(first_start.map_or(start, |s| s.min(start)));
-        last_end = Some(last_end.map_or(end, |e| e.max(end)));
+        if let Some((start, end)) = span {
+            first_start = Some(first_start.map_or(start, |s| s.min(start)));
+            last_end = Some(last_end.map_or(end, |e| e.max(end)));
+        }
     }
     let wall = match (first_start, last_end) {
         (Some(s), Some(e)) => e.duration_since(s).as_secs_f64(),
         _ => 0.0,
     };
     Ok((total, wall))
+}
+
+/// A single-threaded runtime for one simulated client. Each client gets its
+/// own OS thread and runtime so that `http::settle` reliably hands the
+/// connection back to reqwest's pool before the next request (see there).
+fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building client runtime")
+}
+
+/// Body of one simulated client's OS thread: warm-up, barrier, measured run.
+/// Returns the measured span; it always reaches the barrier, even on a set-up
+/// failure, so the other clients cannot deadlock.
+fn client_thread(
+    plan: ClientPlan,
+    url: &str,
+    barrier: &Barrier,
+    validate: Option<&Validator>,
+    timeout: Duration,
+) -> (Recorder, Option<(Instant, Instant)>) {
+    let mut rec = Recorder::default();
+    let ready = client_runtime().and_then(|rt| {
+        let client = {
+            let _in_rt = rt.enter();
+            new_client(timeout)?
+        };
+        Ok((rt, client))
+    });
+    let (rt, client) = match ready {
+        Ok(v) => v,
+        Err(e) => {
+            barrier.wait();
+            rec.error(format!("client set-up: {e:#}"));
+            return (rec, None);
+        }
+    };
+    rt.block_on(async {
+        for body in plan.warmup {
+            if let Err(e) = one(&client, url, body, validate).await {
+                rec.error(format!("(warm-up) {e}"));
+            }
+        }
+    });
+    barrier.wait();
+    let start = Instant::now();
+    rt.block_on(async {
+        for body in plan.measured {
+            match one(&client, url, body, validate).await {
+                Ok(t) => rec.success(t.elapsed_ms, t.server_ms),
+                Err(e) => rec.measured_error(e),
+            }
+        }
+    });
+    (rec, Some((start, Instant::now())))
 }
 
 /// One timed POST plus status/body validation.
@@ -435,6 +476,9 @@ async fn populate_one(client: &Client, base: &str, exp: &str, i: usize) -> Resul
     Ok(loss)
 }
 
+/// The one metric key of the history run.
+const HISTORY_KEY: &str = "hist";
+
 /// What one complete (possibly paged) metric-history fetch returned.
 struct Fetch {
     /// Sum of the page requests' latencies (JSON parsing between pages excluded).
@@ -508,7 +552,6 @@ async fn fetch_history(
 
 /// Logs `cfg.history_points` points of one key, then times full fetches.
 pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Vec<WorkloadResult>> {
-    const KEY: &str = "hist";
     let client = new_client(cfg.timeout)?;
     let run_id = http::create_run(&client, base, experiment_id).await?;
     let n = cfg.history_points;
@@ -520,7 +563,7 @@ pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Ve
     let started = Instant::now();
     for chunk_start in (0..n).step_by(BATCH) {
         let metrics: Vec<Value> = (chunk_start..(chunk_start + BATCH).min(n))
-            .map(|j| json!({ "key": KEY, "value": j as f64 * 0.5, "timestamp": ts + j as i64, "step": j }))
+            .map(|j| json!({ "key": HISTORY_KEY, "value": j as f64 * 0.5, "timestamp": ts + j as i64, "step": j }))
             .collect();
         let body = json!({ "run_id": run_id, "metrics": metrics }).to_string();
         match one(&client, &url, body, None).await {
@@ -546,38 +589,21 @@ pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Ve
         ("history_unpaged", None),
     ];
     for (name, page_size) in variants {
-        let max_pages = n / page_size.unwrap_or(BATCH).max(1) + 10;
-        let mut rec = Recorder::default();
-        let mut last: Option<Fetch> = None;
-        let mut wall = Duration::ZERO;
-        for iter in 0..cfg.warmup.min(1) + cfg.history_iters {
-            let measured = iter >= cfg.warmup.min(1);
-            let t0 = Instant::now();
-            let outcome = fetch_history(&client, base, &run_id, KEY, page_size, max_pages).await;
-            if measured {
-                wall += t0.elapsed();
-            }
-            // A wrong point count is as much an error as a failed request.
-            let outcome = outcome.and_then(|f| {
-                if f.points == n && f.distinct_steps == n {
-                    Ok(f)
-                } else {
-                    Err(format!(
-                        "received {} points ({} distinct steps) in {} page(s), expected {n}",
-                        f.points, f.distinct_steps, f.pages
-                    ))
-                }
-            });
-            match (measured, outcome) {
-                (true, Ok(f)) => {
-                    rec.success(f.ms, f.server_ms);
-                    last = Some(f);
-                }
-                (false, Ok(f)) => last = Some(f),
-                (true, Err(e)) => rec.measured_error(e),
-                (false, Err(e)) => rec.error(format!("(warm-up) {e}")),
-            }
-        }
+        let (base, run_id) = (base.to_string(), run_id.clone());
+        let (warmup, iters, timeout) = (cfg.warmup.min(1), cfg.history_iters, cfg.timeout);
+        // Measured on its own thread + runtime, like every timed client.
+        let (rec, wall, last) = tokio::task::spawn_blocking(move || {
+            let rt = client_runtime()?;
+            let client = {
+                let _in_rt = rt.enter();
+                new_client(timeout)?
+            };
+            Ok::<_, anyhow::Error>(rt.block_on(history_fetches(
+                &client, &base, &run_id, page_size, n, warmup, iters,
+            )))
+        })
+        .await
+        .context("history client thread panicked")??;
         let desc = match page_size {
             Some(p) => format!("GET metrics/get-history, {n} points, max_results={p}, all pages"),
             None => format!("GET metrics/get-history, {n} points, no max_results"),
@@ -598,6 +624,52 @@ pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Ve
         results.push(r);
     }
     Ok(results)
+}
+
+/// `warmup` + `iters` full fetches of the history; returns the recorder, the
+/// measured wall time and the last successful fetch.
+async fn history_fetches(
+    client: &Client,
+    base: &str,
+    run_id: &str,
+    page_size: Option<usize>,
+    n: usize,
+    warmup: usize,
+    iters: usize,
+) -> (Recorder, Duration, Option<Fetch>) {
+    let max_pages = n / page_size.unwrap_or(BATCH).max(1) + 10;
+    let mut rec = Recorder::default();
+    let mut last: Option<Fetch> = None;
+    let mut wall = Duration::ZERO;
+    for iter in 0..warmup + iters {
+        let measured = iter >= warmup;
+        let t0 = Instant::now();
+        let outcome = fetch_history(client, base, run_id, HISTORY_KEY, page_size, max_pages).await;
+        if measured {
+            wall += t0.elapsed();
+        }
+        // A wrong point count is as much an error as a failed request.
+        let outcome = outcome.and_then(|f| {
+            if f.points == n && f.distinct_steps == n {
+                Ok(f)
+            } else {
+                Err(format!(
+                    "received {} points ({} distinct steps) in {} page(s), expected {n}",
+                    f.points, f.distinct_steps, f.pages
+                ))
+            }
+        });
+        match (measured, outcome) {
+            (true, Ok(f)) => {
+                rec.success(f.ms, f.server_ms);
+                last = Some(f);
+            }
+            (false, Ok(f)) => last = Some(f),
+            (true, Err(e)) => rec.measured_error(e),
+            (false, Err(e)) => rec.error(format!("(warm-up) {e}")),
+        }
+    }
+    (rec, wall, last)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::model::{
     ModelOutput, Param, Run, RunInfo, RunStatus, Tag, ViewType,
 };
 use crate::page::{decode_offset, Page};
-use crate::search::{parse_filter, parse_order_by, SearchKind};
+use crate::search::{parse_filter, parse_order_by, OrderBy, SearchKind};
 use crate::store::{
     ArtifactLocation, ExperimentSearch, LogBatch, LoggedModelSearch, MetricHistoryQuery,
     NewExperiment, NewLoggedModel, NewRun, RunSearch, RunUpdate, TrackingStore,
@@ -228,7 +228,7 @@ impl TrackingService {
             filter: parse_filter(SearchKind::Experiments, req.filter.as_deref().unwrap_or(""))?,
             view: req.view,
             max_results,
-            order_by: parse_order_by(SearchKind::Experiments, &req.order_by)?,
+            order_by: unique_order_by(parse_order_by(SearchKind::Experiments, &req.order_by)?)?,
             offset: decode_offset(req.page_token.as_deref())?,
         };
         self.store.search_experiments(&q).await
@@ -278,6 +278,10 @@ impl TrackingService {
     /// Creates a run, settling its name against the `mlflow.runName` tag as MLflow does.
     pub async fn create_run(&self, req: CreateRunRequest) -> CoreResult<Run> {
         let experiment_id = parse_exp(req.experiment_id.as_deref().unwrap_or("0"))?;
+        let mut req = req;
+        for t in &mut req.tags {
+            truncate_chars(&mut t.value, v::MAX_TAG_VAL_LENGTH);
+        }
         for (i, t) in req.tags.iter().enumerate() {
             v::validate_run_tag(&format!("tags[{i}]"), t)?;
         }
@@ -359,8 +363,9 @@ impl TrackingService {
     }
 
     /// Logs a batch; single-metric, param and tag endpoints go through here too.
-    pub async fn log_batch(&self, run_id: &str, batch: LogBatch) -> CoreResult<()> {
+    pub async fn log_batch(&self, run_id: &str, mut batch: LogBatch) -> CoreResult<()> {
         v::validate_run_id("run_id", run_id)?;
+        truncate_batch(&mut batch);
         v::validate_batch(&batch.metrics, &batch.params, &batch.tags)?;
         if batch.metrics.is_empty() && batch.params.is_empty() && batch.tags.is_empty() {
             // Still report a missing run, as MLflow does.
@@ -386,8 +391,9 @@ impl TrackingService {
     }
 
     /// Logs one param.
-    pub async fn log_param(&self, run_id: &str, param: Param) -> CoreResult<()> {
+    pub async fn log_param(&self, run_id: &str, mut param: Param) -> CoreResult<()> {
         v::validate_run_id("run_id", run_id)?;
+        truncate_chars(&mut param.value, v::MAX_PARAM_VAL_LENGTH);
         v::validate_param("", &param)?;
         self.store
             .log_batch(
@@ -401,8 +407,9 @@ impl TrackingService {
     }
 
     /// Sets one run tag.
-    pub async fn set_tag(&self, run_id: &str, tag: Tag) -> CoreResult<()> {
+    pub async fn set_tag(&self, run_id: &str, mut tag: Tag) -> CoreResult<()> {
         v::validate_run_id("run_id", run_id)?;
+        truncate_chars(&mut tag.value, v::MAX_TAG_VAL_LENGTH);
         v::validate_run_tag("", &tag)?;
         self.store
             .log_batch(
@@ -469,7 +476,7 @@ impl TrackingService {
             filter: parse_filter(SearchKind::Runs, req.filter.as_deref().unwrap_or(""))?,
             view: req.view,
             max_results,
-            order_by: parse_order_by(SearchKind::Runs, &req.order_by)?,
+            order_by: unique_order_by(parse_order_by(SearchKind::Runs, &req.order_by)?)?,
             offset: decode_offset(req.page_token.as_deref())?,
         };
         if q.experiment_ids.is_empty() {
@@ -669,9 +676,19 @@ impl TrackingService {
             .await
     }
 
-    /// Gets a logged model.
-    pub async fn get_logged_model(&self, model_id: &str) -> CoreResult<LoggedModel> {
-        self.store.get_logged_model(model_id).await
+    /// Gets a logged model; deleted ones only when asked for explicitly.
+    pub async fn get_logged_model(
+        &self,
+        model_id: &str,
+        allow_deleted: bool,
+    ) -> CoreResult<LoggedModel> {
+        let model = self.store.get_logged_model(model_id).await?;
+        if model.lifecycle_stage == LifecycleStage::Deleted && !allow_deleted {
+            return Err(CoreError::not_found(format!(
+                "Logged model with ID '{model_id}' not found."
+            )));
+        }
+        Ok(model)
     }
 
     /// Sets a logged model's status (finalize).
@@ -727,7 +744,7 @@ impl TrackingService {
                 SearchKind::LoggedModels,
                 req.filter.as_deref().unwrap_or(""),
             )?,
-            order_by: parse_order_by(SearchKind::LoggedModels, &req.order_by)?,
+            order_by: unique_order_by(parse_order_by(SearchKind::LoggedModels, &req.order_by)?)?,
             max_results,
             offset: decode_offset(req.page_token.as_deref())?,
         };
@@ -735,6 +752,38 @@ impl TrackingService {
             return Err(v::missing_value("experiment_ids"));
         }
         self.store.search_logged_models(&q).await
+    }
+}
+
+/// Sorting twice by one key is contradictory (`x ASC, x DESC`); MLflow rejects it too.
+fn unique_order_by(keys: Vec<OrderBy>) -> CoreResult<Vec<OrderBy>> {
+    for (i, k) in keys.iter().enumerate() {
+        if keys[..i].iter().any(|prev| prev.field == k.field) {
+            return Err(CoreError::invalid(format!(
+                "`order_by` contains duplicate fields: {:?}",
+                k.field
+            )));
+        }
+    }
+    Ok(keys)
+}
+
+/// MLflow truncates over-long param and tag values rather than failing the request
+/// (`MLFLOW_TRUNCATE_LONG_VALUES`, on by default).
+fn truncate_chars(value: &mut String, limit: usize) {
+    if value.len() > limit {
+        if let Some((idx, _)) = value.char_indices().nth(limit) {
+            value.truncate(idx);
+        }
+    }
+}
+
+fn truncate_batch(batch: &mut LogBatch) {
+    for p in &mut batch.params {
+        truncate_chars(&mut p.value, v::MAX_PARAM_VAL_LENGTH);
+    }
+    for t in &mut batch.tags {
+        truncate_chars(&mut t.value, v::MAX_TAG_VAL_LENGTH);
     }
 }
 
@@ -774,15 +823,17 @@ pub fn sample_steps(
     all.dedup();
     let (lo, hi) = range.unwrap_or((0, all.last().copied().unwrap_or(0)));
     let in_range: Vec<i64> = all.into_iter().filter(|s| (lo..=hi).contains(s)).collect();
-    let mut chosen: Vec<i64> = if in_range.len() <= max_results.max(1) {
+    // Evenly spaced indices that always include the first and last step, so the
+    // result never exceeds `max_results` for a single run.
+    let n = in_range.len();
+    let mut chosen: Vec<i64> = if n <= max_results.max(1) {
         in_range.clone()
+    } else if max_results <= 1 {
+        in_range.last().copied().into_iter().collect()
     } else {
-        let n = in_range.len();
-        let mut picked: Vec<i64> = (0..max_results)
-            .filter_map(|i| in_range.get(i * n / max_results).copied())
-            .collect();
-        picked.extend(in_range.last().copied());
-        picked
+        (0..max_results)
+            .filter_map(|i| in_range.get(i * (n - 1) / (max_results - 1)).copied())
+            .collect()
     };
     for steps in per_run {
         for edge in [steps.iter().min(), steps.iter().max()]

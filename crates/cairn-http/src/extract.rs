@@ -51,23 +51,39 @@ pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     })
 }
 
+fn too_large(max: usize, size: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Batched logging API requests must be at most {max} bytes, got a request of size {size}."
+    ))
+}
+
+/// Reads at most `max` bytes: a declared larger body is refused before reading, and a
+/// chunked one as soon as it passes the limit, so oversized batches cost no memory.
+async fn read_limited(req: Request, max: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > max as u64) {
+        return Err(too_large(max, &len.to_string()));
+    }
+    axum::body::to_bytes(req.into_body(), max)
+        .await
+        .map_err(|_| too_large(max, &format!("over {max}")))
+}
+
 async fn extract<T: DeserializeOwned>(req: Request, max: Option<usize>) -> Result<T, ApiError> {
     if req.method() == Method::GET {
         let query = req.uri().query().unwrap_or("");
         return decode(query_to_json(query));
     }
-    let bytes = Bytes::from_request(req, &())
-        .await
-        .map_err(|e| ApiError::invalid(format!("Could not read request body: {e}")))?;
-    if let Some(max) = max {
-        if bytes.len() > max {
-            return Err(ApiError::invalid(format!(
-                "Batched logging API requests must be at most {max} bytes, got a request of \
-                 size {}.",
-                bytes.len()
-            )));
-        }
-    }
+    let bytes = match max {
+        Some(max) => read_limited(req, max).await?,
+        None => Bytes::from_request(req, &())
+            .await
+            .map_err(|e| ApiError::invalid(format!("Could not read request body: {e}")))?,
+    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return decode(Value::Object(Map::new()));
     }

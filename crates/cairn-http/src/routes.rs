@@ -9,7 +9,8 @@ use cairn_api::ErrorCode;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
 
 use crate::error::ApiError;
 use crate::handlers::{experiments, logged_models, meta, runs};
@@ -120,7 +121,13 @@ pub fn router(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-            }),
+            })
+            // One access-log line per request, carrying the request id from the span.
+            .on_response(
+                DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(LatencyUnit::Micros),
+            ),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::custom(panic_response))

@@ -357,8 +357,9 @@ pub(crate) async fn update(store: &SqliteStore, u: &RunUpdate) -> CoreResult<Run
     let mut tx = store.writer.begin().await.map_err(db_err)?;
     check_active(&mut tx, &u.run_id).await?;
     let row: RunRow = sqlx::query_as(&format!(
-        "UPDATE runs AS r SET status = coalesce(?, status), end_time = coalesce(?, end_time), \
-         name = coalesce(?, name) WHERE run_id = ? RETURNING {RUN_COLUMNS}"
+        "UPDATE runs SET status = coalesce(?, status), end_time = coalesce(?, end_time), \
+         name = coalesce(?, name) WHERE run_id = ? RETURNING {}",
+        RUN_COLUMNS.replace("r.", "")
     ))
     .bind(u.status.map(|s| s.as_str()))
     .bind(u.end_time)

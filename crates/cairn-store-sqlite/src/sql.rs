@@ -136,6 +136,15 @@ fn push_compare(
     Ok(())
 }
 
+/// `READY` → `LOGGED_MODEL_READY`; full names and patterns pass through.
+fn logged_model_status_name(s: &str) -> String {
+    match s.to_ascii_uppercase().as_str() {
+        "READY" | "PENDING" | "UPLOAD_FAILED" => format!("LOGGED_MODEL_{}", s.to_ascii_uppercase()),
+        "FAILED" => "LOGGED_MODEL_UPLOAD_FAILED".to_string(),
+        _ => s.to_string(),
+    }
+}
+
 /// Appends the SQL for `filter`, parenthesised.
 pub(crate) fn push_filter(
     qb: &mut QueryBuilder<'static, Sqlite>,
@@ -161,6 +170,17 @@ pub(crate) fn push_filter(
         Filter::Cond(c) => {
             qb.push("(");
             match &c.field {
+                Field::Attr(Attribute::Status) if target == Target::LoggedModels => {
+                    // Users write `status = 'READY'`; the stored value is the proto name.
+                    let value = match &c.value {
+                        Value::Str(s) => Value::Str(logged_model_status_name(s)),
+                        Value::List(items) => {
+                            Value::List(items.iter().map(|s| logged_model_status_name(s)).collect())
+                        }
+                        other => other.clone(),
+                    };
+                    push_compare(qb, "lm.status", c.op, &value)?;
+                }
                 Field::Attr(a) => {
                     let col = target.attr_column(*a)?;
                     if *a == Attribute::ExperimentId {
@@ -186,10 +206,19 @@ pub(crate) fn push_filter(
                     if !matches!(c.op, CompareOp::IsNull | CompareOp::IsNotNull) {
                         qb.push(" AND ");
                         if matches!(f, Field::Metric(_)) {
-                            // NaN is stored as 0 with is_nan = 1 and never matches a number.
-                            qb.push("kv.is_nan = 0 AND ");
+                            // NaN is stored as 0 with is_nan = 1: like IEEE NaN it satisfies
+                            // only `!=`.
+                            if c.op == CompareOp::Ne {
+                                qb.push("(kv.is_nan = 1 OR ");
+                                push_compare(qb, "kv.value", c.op, &c.value)?;
+                                qb.push(")");
+                            } else {
+                                qb.push("kv.is_nan = 0 AND ");
+                                push_compare(qb, "kv.value", c.op, &c.value)?;
+                            }
+                        } else {
+                            push_compare(qb, "kv.value", c.op, &c.value)?;
                         }
-                        push_compare(qb, "kv.value", c.op, &c.value)?;
                     }
                     qb.push(")");
                 }
@@ -274,7 +303,7 @@ pub(crate) fn push_order_joins(
     Ok(keys)
 }
 
-/// Renders ORDER BY: missing values last in both directions, NaN above every number,
+/// Renders ORDER BY: missing values last in both directions, NaN just before them,
 /// then the given tie-breakers.
 pub(crate) fn push_order_by(
     qb: &mut QueryBuilder<'static, Sqlite>,
@@ -285,8 +314,9 @@ pub(crate) fn push_order_by(
     for k in keys {
         let dir = if k.ascending { "ASC" } else { "DESC" };
         qb.push(format!("({} IS NULL) ASC, ", k.expr));
+        // MLflow puts NaN after every number in both directions.
         if let Some(nan) = &k.nan_column {
-            qb.push(format!("{nan} {dir}, "));
+            qb.push(format!("{nan} ASC, "));
         }
         qb.push(format!("{} {dir}, ", k.expr));
     }

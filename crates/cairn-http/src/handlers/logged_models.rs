@@ -3,7 +3,8 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use cairn_api::requests::{
-    CreateLoggedModel, FinalizeLoggedModel, LoggedModelParams, LoggedModelTags, SearchLoggedModels,
+    CreateLoggedModel, FinalizeLoggedModel, GetLoggedModel, LoggedModelParams, LoggedModelTags,
+    SearchLoggedModels,
 };
 use cairn_api::responses::LoggedModelOut;
 use cairn_core::model::LoggedModelStatus;
@@ -40,8 +41,14 @@ pub(crate) async fn create(
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path(model_id): Path<String>,
+    Mlflow(req): Mlflow<GetLoggedModel>,
 ) -> ApiResult<Json<Value>> {
-    Ok(model_body(&s.tracking().get_logged_model(&model_id).await?))
+    let allow_deleted = req.allow_deleted.unwrap_or(false);
+    Ok(model_body(
+        &s.tracking()
+            .get_logged_model(&model_id, allow_deleted)
+            .await?,
+    ))
 }
 
 fn parse_status(v: Value) -> ApiResult<LoggedModelStatus> {

@@ -1,0 +1,177 @@
+//! The conformance suite every [`TrackingStore`] backend runs.
+//!
+//! Like `object_store`'s `integration.rs`: each scenario is a `pub async fn` written once
+//! against the trait, and a backend's test file turns all of them into tests with one
+//! macro call, given an expression that builds a fresh, empty store:
+//!
+//! ```ignore
+//! async fn fixture() -> cairn_store_conformance::Fixture {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let store = MyStore::open(dir.path()).await.unwrap();
+//!     cairn_store_conformance::Fixture::with_guard(std::sync::Arc::new(store), dir)
+//! }
+//! cairn_store_conformance::conformance_tests!(fixture());
+//! ```
+//!
+//! The generated tests use `#[tokio::test(flavor = "multi_thread", worker_threads = 4)]`,
+//! so the backend crate needs `tokio` (with `macros` and `rt-multi-thread`) among its
+//! (dev-)dependencies. Every scenario calls [`prepare`] first (as the service's `init`
+//! does), so factories need not create the Default experiment themselves.
+//!
+//! Expected results are always computed from the data a scenario wrote, never
+//! hard-coded, so the suite stays valid when the corpora change.
+
+// Test-support code: scenarios report failures by panicking (assert!, unwrap, expect),
+// exactly as the tests that call them would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::any::Any;
+use std::sync::Arc;
+
+use cairn_core::store::TrackingStore;
+
+#[macro_use]
+mod support;
+
+mod concurrency;
+mod experiments;
+mod inputs;
+mod log_batch;
+mod logged_models;
+mod metric_history;
+mod runs;
+mod search_experiments;
+mod search_runs;
+
+pub use concurrency::*;
+pub use experiments::*;
+pub use inputs::*;
+pub use log_batch::*;
+pub use logged_models::*;
+pub use metric_history::*;
+pub use runs::*;
+pub use search_experiments::*;
+pub use search_runs::*;
+pub use support::{prepare, ARTIFACT_ROOT, T0};
+
+/// The store under test, shared so concurrency scenarios can hand it to spawned tasks.
+pub type Store = Arc<dyn TrackingStore>;
+
+/// A fresh, empty store plus whatever must live as long as it (a temporary directory,
+/// a throw-away database or schema that is dropped with the guard).
+pub struct Fixture {
+    store: Store,
+    _guard: Option<Box<dyn Any + Send>>,
+}
+
+impl Fixture {
+    /// A store that needs nothing kept alive beside it.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            _guard: None,
+        }
+    }
+
+    /// A store plus a guard dropped after the store is closed (e.g. a `TempDir`).
+    pub fn with_guard(store: Store, guard: impl Any + Send) -> Self {
+        Self {
+            store,
+            _guard: Some(Box::new(guard)),
+        }
+    }
+
+    /// The store, for handing to a scenario.
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// Closes the store, then drops the guard.
+    pub async fn finish(self) {
+        self.store.close().await;
+    }
+}
+
+/// Generates one `#[tokio::test]` per scenario. `$factory` is an expression evaluating to
+/// a future of [`Fixture`] (e.g. `fixture()` for an `async fn fixture() -> Fixture`); it
+/// is awaited once per test, so every test gets its own empty store.
+///
+/// The scenario list lives here, once; `cargo test <name>` selects scenarios by the
+/// same names as the `pub async fn`s of this crate.
+#[macro_export]
+macro_rules! conformance_tests {
+    (@gen ($factory:expr) [$($name:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let fixture: $crate::Fixture = $factory.await;
+                $crate::$name(fixture.store()).await;
+                fixture.finish().await;
+            }
+        )*
+    };
+    ($factory:expr $(,)?) => {
+        $crate::conformance_tests!(@gen ($factory) [
+            // experiments
+            experiment_create_and_get,
+            experiment_duplicate_name,
+            experiment_artifact_location,
+            experiment_tags,
+            experiment_rename,
+            experiment_delete_restore_cascades_to_runs,
+            experiment_default_is_idempotent,
+            // experiment search
+            search_experiments_view_types,
+            search_experiments_filters,
+            search_experiments_order_by,
+            search_experiments_paging,
+            // runs
+            run_create,
+            run_create_errors,
+            run_update,
+            run_delete_restore,
+            // log_batch
+            log_batch_lands_data,
+            log_batch_special_values_round_trip,
+            log_batch_latest_metric_rule,
+            log_batch_latest_metric_any_order,
+            log_batch_param_immutability_is_atomic,
+            log_batch_identical_resend_is_noop,
+            log_batch_run_name_tag_renames,
+            log_batch_lifecycle_errors,
+            run_tag_delete,
+            // metric history
+            metric_history_order,
+            metric_history_paging,
+            metric_steps_and_values_at_steps,
+            // run search
+            search_runs_metric_filters,
+            search_runs_param_tag_filters,
+            search_runs_attribute_filters,
+            search_runs_boolean_logic,
+            search_runs_dataset_filters,
+            search_runs_order_by_metric,
+            search_runs_order_by_metric_nan_last,
+            search_runs_order_by_param_tag_attribute,
+            search_runs_default_order,
+            search_runs_paging,
+            search_runs_view_types,
+            search_runs_experiment_ids,
+            // inputs and outputs
+            log_inputs_datasets,
+            log_inputs_outputs_models,
+            // logged models
+            logged_model_create_and_get,
+            logged_model_status,
+            logged_model_tags,
+            logged_model_params,
+            logged_model_delete,
+            logged_model_metrics_from_log_batch,
+            logged_model_search,
+            // concurrency
+            concurrent_runs_and_batches,
+            concurrent_writes_to_one_run,
+            concurrent_experiment_creation,
+        ]);
+    };
+}
