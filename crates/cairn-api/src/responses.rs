@@ -388,6 +388,50 @@ impl From<&LoggedModel> for LoggedModelOut {
     }
 }
 
+/// A page of metrics (`metrics/get-history` and the bulk endpoints), serialised directly
+/// rather than through a JSON DOM: histories can hold 100k points.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsPage {
+    /// The metrics.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricOut>,
+    /// Next page, absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// A page of runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunsPage {
+    /// The runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunOut>,
+    /// Next page, absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// A page of experiments.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentsPage {
+    /// The experiments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub experiments: Vec<ExperimentOut>,
+    /// Next page, absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// A page of logged models.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedModelsPage {
+    /// The models (always present, as MLflow sends it).
+    pub models: Vec<LoggedModelOut>,
+    /// Next page, absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,6 +216,10 @@ async fn run(args: Args) -> Result<bool> {
             if let Some(s) = sampler {
                 figures.peak_sampled = s.finish();
             }
+            // The last sample may predate the final workload's growth.
+            if figures.loaded.rss_kib > figures.peak_sampled.rss_kib {
+                figures.peak_sampled = figures.loaded;
+            }
             figures.shutdown_ms = srv.stop()?.as_secs_f64() * 1e3;
             if args.keep_data {
                 eprintln!("[bench] data dir kept: {}", srv.data_dir.display());

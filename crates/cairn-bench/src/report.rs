@@ -43,7 +43,8 @@ pub struct ServerFigures {
     pub idle: MemSnapshot,
     /// Tree memory right after the last workload.
     pub loaded: MemSnapshot,
-    /// The sample with the largest tree RSS, taken every 250 ms during the workloads.
+    /// The largest tree RSS seen: sampled every 250 ms during the workloads,
+    /// and `loaded` if that is larger.
     pub peak_sampled: MemSnapshot,
     pub shutdown_ms: f64,
 }

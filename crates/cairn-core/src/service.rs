@@ -286,6 +286,8 @@ impl TrackingService {
             v::validate_run_tag(&format!("tags[{i}]"), t)?;
         }
         let mut tags = req.tags;
+        // An empty mlflow.runName tag counts as absent, as in MLflow.
+        tags.retain(|t| !(t.key == RUN_NAME_TAG && t.value.is_empty()));
         let tag_name = tags
             .iter()
             .rev()

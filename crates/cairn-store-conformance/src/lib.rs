@@ -42,6 +42,7 @@ mod metric_history;
 mod runs;
 mod search_experiments;
 mod search_runs;
+mod service;
 
 pub use concurrency::*;
 pub use experiments::*;
@@ -52,6 +53,7 @@ pub use metric_history::*;
 pub use runs::*;
 pub use search_experiments::*;
 pub use search_runs::*;
+pub use service::*;
 pub use support::{prepare, ARTIFACT_ROOT, T0};
 
 /// The store under test, shared so concurrency scenarios can hand it to spawned tasks.
@@ -167,11 +169,14 @@ macro_rules! conformance_tests {
             logged_model_params,
             logged_model_delete,
             logged_model_metrics_from_log_batch,
+            logged_model_metrics_same_observation,
             logged_model_search,
             // concurrency
             concurrent_runs_and_batches,
             concurrent_writes_to_one_run,
             concurrent_experiment_creation,
+            // service + store
+            service_run_name_is_consistent,
         ]);
     };
 }

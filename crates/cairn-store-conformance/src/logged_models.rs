@@ -399,6 +399,79 @@ pub async fn logged_model_metrics_from_log_batch(store: Store) {
     assert_eq!(step1.dataset_digest.as_deref(), Some("d2"));
 }
 
+/// Two models evaluated in the same run can get identical observations (same key,
+/// value, step and millisecond timestamp, e.g. an accuracy of 1.0 on a small set).
+/// Each model must still report its metric, and be found by a metric filter.
+pub async fn logged_model_metrics_same_observation(store: Store) {
+    prepare(&*store).await;
+    let exp = new_experiment(&*store, "shared-observation").await;
+    let run = create_run(&*store, exp, "evaluator").await.info.run_id;
+    let m1 = create(&*store, new_model(exp, "m1", T0)).await.model_id;
+    let m2 = create(&*store, new_model(exp, "m2", T0)).await.model_id;
+    log(
+        &*store,
+        &run,
+        batch(
+            vec![
+                model_metric("acc", 1.0, T0 + 5, 0, &m1),
+                model_metric("acc", 1.0, T0 + 5, 0, &m2),
+            ],
+            vec![],
+            vec![],
+        ),
+    )
+    .await;
+    // The same in separate batches.
+    log(
+        &*store,
+        &run,
+        batch(
+            vec![model_metric("f1", 0.5, T0 + 6, 0, &m1)],
+            vec![],
+            vec![],
+        ),
+    )
+    .await;
+    log(
+        &*store,
+        &run,
+        batch(
+            vec![model_metric("f1", 0.5, T0 + 6, 0, &m2)],
+            vec![],
+            vec![],
+        ),
+    )
+    .await;
+
+    for m in [&m1, &m2] {
+        let got = store.get_logged_model(m).await.must("get_logged_model");
+        let keys: BTreeSet<&str> = got.metrics.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["acc", "f1"]),
+            "model {m} must report the metrics logged for it, even when another model got \
+             an identical (key, value, step, timestamp) observation from the same run; got \
+             {:?}",
+            got.metrics
+        );
+    }
+    let page = store
+        .search_logged_models(&LoggedModelSearch {
+            experiment_ids: vec![exp],
+            filter: filter(SearchKind::LoggedModels, "metrics.acc >= 1"),
+            order_by: Vec::new(),
+            max_results: 100,
+            offset: 0,
+        })
+        .await
+        .must("search_logged_models");
+    let mut found: Vec<String> = page.items.into_iter().map(|m| m.model_id).collect();
+    found.sort();
+    let mut want = vec![m1, m2];
+    want.sort();
+    assert_eq!(found, want, "both models match metrics.acc >= 1");
+}
+
 /// What the suite knows about each model in the search corpus.
 struct ModelRec {
     id: String,
@@ -492,14 +565,16 @@ pub async fn logged_model_search(store: Store) {
         }
         let acc = (i % 4 != 1).then(|| ((i * 7) % 11) as f64 / 10.0);
         if let Some(a) = acc {
-            // An older, larger value first: only the latest step counts.
+            // An older, larger value first: only the latest step counts. Timestamps
+            // are distinct per model (see logged_model_metrics_same_observation).
+            let ts = T0 + 10 * i as i64;
             log(
                 &*store,
                 &run,
                 batch(
                     vec![
-                        model_metric("acc", 100.0, T0, 0, &created.model_id),
-                        model_metric("acc", a, T0 + 1, 1, &created.model_id),
+                        model_metric("acc", 100.0, ts, 0, &created.model_id),
+                        model_metric("acc", a, ts + 1, 1, &created.model_id),
                     ],
                     vec![],
                     vec![],

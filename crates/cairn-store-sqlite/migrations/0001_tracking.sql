@@ -50,7 +50,6 @@ CREATE TABLE metrics (
 ) WITHOUT ROWID;
 -- Step-based access for the charting (bulk-interval) endpoint.
 CREATE INDEX metrics_by_step ON metrics (run_id, key, step);
-CREATE INDEX metrics_by_model ON metrics (model_id) WHERE model_id IS NOT NULL;
 
 -- Latest value per (run, key): highest step, then timestamp, then value.
 CREATE TABLE latest_metrics (
@@ -151,6 +150,22 @@ CREATE TABLE run_model_outputs (
     PRIMARY KEY (run_id, model_id)
 ) WITHOUT ROWID;
 
+-- Metrics logged against a logged model (MLflow 3). Kept apart from the run history so
+-- that one observation logged for two models is recorded for both, while the run's own
+-- history holds it once.
+CREATE TABLE logged_model_metrics (
+    model_id       TEXT    NOT NULL REFERENCES logged_models (model_id) ON DELETE CASCADE,
+    run_id         TEXT    NOT NULL,
+    key            TEXT    NOT NULL,
+    timestamp      INTEGER NOT NULL,
+    step           INTEGER NOT NULL,
+    is_nan         INTEGER NOT NULL,
+    value          REAL    NOT NULL,
+    dataset_name   TEXT,
+    dataset_digest TEXT,
+    PRIMARY KEY (model_id, key, timestamp, step, run_id, is_nan, value)
+) WITHOUT ROWID;
+
 -- Latest value per (logged model, key), for logged-model search and ordering.
 CREATE VIEW logged_model_latest_metrics AS
 SELECT model_id, key, value, is_nan
@@ -159,7 +174,6 @@ FROM (
            ROW_NUMBER() OVER (
                PARTITION BY model_id, key ORDER BY step DESC, timestamp DESC, value DESC
            ) AS rn
-    FROM metrics
-    WHERE model_id IS NOT NULL
+    FROM logged_model_metrics
 )
 WHERE rn = 1;

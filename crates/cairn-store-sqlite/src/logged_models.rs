@@ -153,7 +153,8 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<ModelRow>) -> CoreResult<Vec<Logge
     );
     let metric_rows: Vec<Row> = sqlx::query_as(
         "SELECT model_id, run_id, key, value, is_nan, timestamp, step, dataset_name, dataset_digest \
-         FROM metrics WHERE model_id IN (SELECT value FROM json_each(?)) ORDER BY key, timestamp, step",
+         FROM logged_model_metrics WHERE model_id IN (SELECT value FROM json_each(?)) \
+         ORDER BY key, timestamp, step",
     )
     .bind(&list)
     .fetch_all(pool)

@@ -499,6 +499,52 @@ async fn insert_metrics(tx: &mut Tx, run_id: &str, metrics: &[Metric]) -> CoreRe
         });
         qb.build().execute(&mut **tx).await.map_err(db_err)?;
     }
+    // Metrics that name a logged model are also that model's metrics. A model that does
+    // not exist would violate the foreign key and fail the whole batch, as it should.
+    let model_rows: Vec<Metric> = metrics
+        .iter()
+        .filter(|m| m.model_id.is_some())
+        .cloned()
+        .collect();
+    if !model_rows.is_empty() {
+        let mut ids: Vec<&str> = model_rows
+            .iter()
+            .filter_map(|m| m.model_id.as_deref())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found: Vec<(String,)> = sqlx::query_as(
+            "SELECT model_id FROM logged_models WHERE model_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&ids))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(missing) = ids.iter().find(|id| !found.iter().any(|(f,)| f == *id)) {
+            return Err(CoreError::not_found(format!(
+                "Logged model with ID '{missing}' not found."
+            )));
+        }
+    }
+    for chunk in model_rows.chunks(500) {
+        let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(
+            "INSERT OR IGNORE INTO logged_model_metrics (model_id, run_id, key, timestamp, step, \
+             is_nan, value, dataset_name, dataset_digest) ",
+        );
+        qb.push_values(chunk.to_vec(), |mut b, m| {
+            let (value, is_nan) = encode_value(m.value);
+            b.push_bind(m.model_id)
+                .push_bind(run_id.to_string())
+                .push_bind(m.key)
+                .push_bind(m.timestamp)
+                .push_bind(m.step)
+                .push_bind(is_nan)
+                .push_bind(value)
+                .push_bind(m.dataset_name)
+                .push_bind(m.dataset_digest);
+        });
+        qb.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
     // The newest observation per key within this batch: (step, timestamp, value) order.
     let mut latest: HashMap<&str, &Metric> = HashMap::new();
     for m in metrics {

@@ -6,7 +6,7 @@ use cairn_api::requests::{
     CreateExperiment, ExperimentByName, ExperimentRef, ExperimentTag, SearchExperiments,
     UpdateExperiment,
 };
-use cairn_api::responses::ExperimentOut;
+use cairn_api::responses::{ExperimentOut, ExperimentsPage};
 use cairn_core::model::Tag;
 use cairn_core::service::SearchExperimentsRequest;
 use serde_json::{json, Value};
@@ -50,7 +50,7 @@ pub(crate) async fn get_by_name(
 pub(crate) async fn search(
     State(s): State<AppState>,
     Mlflow(req): Mlflow<SearchExperiments>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ExperimentsPage>> {
     let page = s
         .tracking()
         .search_experiments(SearchExperimentsRequest {
@@ -61,15 +61,10 @@ pub(crate) async fn search(
             page_token: req.page_token,
         })
         .await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        let list: Vec<ExperimentOut> = page.items.iter().map(ExperimentOut::from).collect();
-        body["experiments"] = json!(list);
-    }
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = json!(t);
-    }
-    Ok(Json(body))
+    Ok(Json(ExperimentsPage {
+        experiments: page.items.iter().map(ExperimentOut::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 pub(crate) async fn delete(

@@ -6,7 +6,7 @@ use cairn_api::requests::{
     CreateLoggedModel, FinalizeLoggedModel, GetLoggedModel, LoggedModelParams, LoggedModelTags,
     SearchLoggedModels,
 };
-use cairn_api::responses::LoggedModelOut;
+use cairn_api::responses::{LoggedModelOut, LoggedModelsPage};
 use cairn_core::model::LoggedModelStatus;
 use cairn_core::service::{CreateLoggedModelRequest, SearchLoggedModelsRequest};
 use serde_json::{json, Value};
@@ -135,7 +135,7 @@ fn order_clause(field: &str, ascending: bool) -> String {
 pub(crate) async fn search(
     State(s): State<AppState>,
     Mlflow(req): Mlflow<SearchLoggedModels>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LoggedModelsPage>> {
     let order_by = req
         .order_by
         .into_iter()
@@ -155,10 +155,8 @@ pub(crate) async fn search(
             page_token: req.page_token,
         })
         .await?;
-    let models: Vec<LoggedModelOut> = page.items.iter().map(LoggedModelOut::from).collect();
-    let mut body = json!({ "models": models });
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = json!(t);
-    }
-    Ok(Json(body))
+    Ok(Json(LoggedModelsPage {
+        models: page.items.iter().map(LoggedModelOut::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }

@@ -6,7 +6,7 @@ use cairn_api::requests::{
     CreateRun, GetMetricHistory, GetMetricHistoryBulk, ListArtifacts, LogBatch, LogInputs,
     LogMetric, LogModel, LogOutputs, RunKeyValue, RunRef, SearchRuns, UpdateRun,
 };
-use cairn_api::responses::{MetricOut, RunInfoOut, RunOut};
+use cairn_api::responses::{MetricOut, MetricsPage, RunInfoOut, RunOut, RunsPage};
 use cairn_core::model::{Dataset, DatasetInput, ModelInput, ModelOutput, Param, RunStatus, Tag};
 use cairn_core::service::{BulkIntervalRequest, CreateRunRequest, SearchRunsRequest};
 use cairn_core::store;
@@ -221,7 +221,7 @@ pub(crate) async fn log_outputs(
 pub(crate) async fn search(
     State(s): State<AppState>,
     Mlflow(req): Mlflow<SearchRuns>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunsPage>> {
     let page = s
         .tracking()
         .search_runs(SearchRunsRequest {
@@ -233,38 +233,29 @@ pub(crate) async fn search(
             page_token: req.page_token,
         })
         .await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        let runs: Vec<RunOut> = page.items.iter().map(RunOut::from).collect();
-        body["runs"] = json!(runs);
-    }
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = json!(t);
-    }
-    Ok(Json(body))
+    Ok(Json(RunsPage {
+        runs: page.items.iter().map(RunOut::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 pub(crate) async fn get_history(
     State(s): State<AppState>,
     Mlflow(req): Mlflow<GetMetricHistory>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MetricsPage>> {
     let id = run_id(&req.run)?;
     let key = required_str(req.metric_key, "metric_key")?;
     let page = s
         .tracking()
         .metric_history(&id, &key, req.max_results, req.page_token.as_deref())
         .await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        let metrics: Vec<MetricOut> = page.items.iter().map(MetricOut::from).collect();
-        body["metrics"] = json!(metrics);
-    }
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = json!(t);
-    }
-    Ok(Json(body))
+    Ok(Json(MetricsPage {
+        metrics: page.items.iter().map(MetricOut::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
+/// The bulk endpoints always send the `metrics` field, even when empty.
 fn metrics_body(metrics: &[cairn_core::model::Metric]) -> Json<Value> {
     let list: Vec<MetricOut> = metrics.iter().map(MetricOut::from).collect();
     Json(json!({ "metrics": list }))
