@@ -177,3 +177,7 @@ FROM (
     FROM logged_model_metrics
 )
 WHERE rn = 1;
+
+-- History rows that carry a model or dataset (rare), found without scanning the history.
+CREATE INDEX metrics_with_context ON metrics (run_id, key)
+    WHERE model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL;

@@ -185,7 +185,13 @@ pub(crate) async fn search(
         qb.push(" AND ");
         push_filter(&mut qb, Target::Experiments, f)?;
     }
-    push_order_by(&mut qb, &keys, "e.creation_time DESC, e.experiment_id ASC");
+    // MLflow's defaults: newest first; with explicit keys, experiment_id DESC breaks ties.
+    let tie_breakers = if q.order_by.is_empty() {
+        "e.creation_time DESC, e.experiment_id ASC"
+    } else {
+        "e.experiment_id DESC"
+    };
+    push_order_by(&mut qb, &keys, tie_breakers);
     qb.push(" LIMIT ");
     qb.push_bind((q.max_results + 1) as i64);
     qb.push(" OFFSET ");

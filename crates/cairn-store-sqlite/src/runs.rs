@@ -662,6 +662,10 @@ fn to_metric(r: MetricRow) -> Metric {
 const METRIC_COLUMNS: &str =
     "key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest";
 
+/// Reads one metric's history. Long histories are the hottest read path, and decoding
+/// 100k rows one by one through the driver costs far more than SQLite's scan, so the
+/// numeric columns come back as one packed text value per request and are parsed here.
+/// The rare rows that carry a model or dataset are read separately and merged.
 pub(crate) async fn metric_history(
     pool: &SqlitePool,
     q: &MetricHistoryQuery,
@@ -669,18 +673,21 @@ pub(crate) async fn metric_history(
     run_exists(pool, &q.run_id).await?;
     // -1 means "no limit" to SQLite.
     let limit = q.max_results.map(|m| m as i64 + 1).unwrap_or(-1);
-    let rows: Vec<MetricRow> = sqlx::query_as(&format!(
-        "SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ? AND key = ? \
-         ORDER BY timestamp, step, is_nan, value LIMIT ? OFFSET ?"
-    ))
+    let (packed,): (Option<String>,) = sqlx::query_as(
+        "SELECT group_concat(timestamp || ',' || step || ',' || is_nan || ',' || \
+         printf('%!.17g', value), ';' ORDER BY timestamp, step, is_nan, value) \
+         FROM (SELECT timestamp, step, is_nan, value FROM metrics WHERE run_id = ? AND key = ? \
+               ORDER BY timestamp, step, is_nan, value LIMIT ? OFFSET ?)",
+    )
     .bind(&q.run_id)
     .bind(&q.key)
     .bind(limit)
     .bind(q.offset as i64)
-    .fetch_all(pool)
+    .fetch_one(pool)
     .await
     .map_err(db_err)?;
-    let metrics: Vec<Metric> = rows.into_iter().map(to_metric).collect();
+    let mut metrics = unpack_history(&q.key, packed.as_deref().unwrap_or(""))?;
+    attach_metric_context(pool, q, &mut metrics).await?;
     Ok(match q.max_results {
         Some(m) => page_from_overfetch(metrics, q.offset, m),
         None => Page {
@@ -688,6 +695,90 @@ pub(crate) async fn metric_history(
             next_page_token: None,
         },
     })
+}
+
+/// Parses `timestamp,step,is_nan,value;...` as produced by [`metric_history`].
+fn unpack_history(key: &str, packed: &str) -> CoreResult<Vec<Metric>> {
+    let corrupt = || CoreError::Internal(format!("unreadable packed metric history for {key:?}"));
+    if packed.is_empty() {
+        return Ok(Vec::new());
+    }
+    packed
+        .split(';')
+        .map(|row| {
+            let mut f = row.splitn(4, ',');
+            let mut next = || f.next().ok_or_else(corrupt);
+            let timestamp = next()?.parse::<i64>().map_err(|_| corrupt())?;
+            let step = next()?.parse::<i64>().map_err(|_| corrupt())?;
+            let is_nan = next()? == "1";
+            let value = match next()? {
+                "Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse::<f64>().map_err(|_| corrupt())?,
+            };
+            Ok(Metric::new(
+                key,
+                decode_value(value, i64::from(is_nan)),
+                timestamp,
+                step,
+            ))
+        })
+        .collect()
+}
+
+/// Fills model and dataset fields for the page's rows that have them (rare: metrics
+/// logged against MLflow 3 logged models).
+async fn attach_metric_context(
+    pool: &SqlitePool,
+    q: &MetricHistoryQuery,
+    metrics: &mut [Metric],
+) -> CoreResult<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    type Row = (
+        i64,
+        i64,
+        i64,
+        f64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT timestamp, step, is_nan, value, model_id, dataset_name, dataset_digest \
+         FROM metrics WHERE run_id = ? AND key = ? \
+         AND (model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL)",
+    )
+    .bind(&q.run_id)
+    .bind(&q.key)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut by_key: HashMap<
+        (i64, i64, bool, u64),
+        (Option<String>, Option<String>, Option<String>),
+    > = HashMap::new();
+    for (ts, step, is_nan, value, model_id, name, digest) in rows {
+        by_key.insert(
+            (ts, step, is_nan != 0, value.to_bits()),
+            (model_id, name, digest),
+        );
+    }
+    for m in metrics.iter_mut() {
+        let (stored, is_nan) = encode_value(m.value);
+        if let Some((model_id, name, digest)) =
+            by_key.remove(&(m.timestamp, m.step, is_nan != 0, stored.to_bits()))
+        {
+            m.model_id = model_id;
+            m.dataset_name = name;
+            m.dataset_digest = digest;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn metric_steps(
