@@ -4,7 +4,7 @@
 //! against the trait, and a backend's test file turns all of them into tests with one
 //! macro call, given an expression that builds a fresh, empty store:
 //!
-//! ```ignore
+//! ```text
 //! async fn fixture() -> cairn_store_conformance::Fixture {
 //!     let dir = tempfile::tempdir().unwrap();
 //!     let store = MyStore::open(dir.path()).await.unwrap();

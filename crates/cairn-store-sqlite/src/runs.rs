@@ -726,6 +726,11 @@ fn unpack_history(key: &str, packed: &str) -> CoreResult<Vec<Metric>> {
         .collect()
 }
 
+/// (timestamp, step, is_nan, stored value bits): a history row's identity.
+type HistoryKey = (i64, i64, bool, u64);
+/// (model_id, dataset_name, dataset_digest).
+type MetricContext = (Option<String>, Option<String>, Option<String>);
+
 /// Fills model and dataset fields for the page's rows that have them (rare: metrics
 /// logged against MLflow 3 logged models).
 async fn attach_metric_context(
@@ -758,10 +763,7 @@ async fn attach_metric_context(
     if rows.is_empty() {
         return Ok(());
     }
-    let mut by_key: HashMap<
-        (i64, i64, bool, u64),
-        (Option<String>, Option<String>, Option<String>),
-    > = HashMap::new();
+    let mut by_key: HashMap<HistoryKey, MetricContext> = HashMap::new();
     for (ts, step, is_nan, value, model_id, name, digest) in rows {
         by_key.insert(
             (ts, step, is_nan != 0, value.to_bits()),
