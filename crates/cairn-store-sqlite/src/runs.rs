@@ -15,7 +15,9 @@ use cairn_core::{CoreError, CoreResult};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
 use crate::experiments::stages_json;
-use crate::sql::{json_list, push_filter, push_order_by, push_order_joins, Target};
+use crate::sql::{
+    fetch_packed, json_list, parse_real, push_filter, push_order_by, push_order_joins, Target,
+};
 use crate::{db_err, parse_col, SqliteStore};
 
 type Tx = Transaction<'static, Sqlite>;
@@ -213,47 +215,55 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
     const IN_IDS: &str = "run_id IN (SELECT value FROM json_each(?))";
 
     let mut data: HashMap<String, RunData> = HashMap::new();
-    let metrics: Vec<(String, String, f64, i64, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE {IN_IDS} \
-         ORDER BY run_id, key"
-    ))
-    .bind(&list)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
+    let metrics: Vec<(String, String, String, i64, i64, i64)> = fetch_packed(
+        pool,
+        &format!(
+            "SELECT json_group_array(json_array(run_id, key, printf('%!.17g', value), is_nan, \
+             timestamp, step)) FROM latest_metrics WHERE {IN_IDS}"
+        ),
+        &list,
+    )
+    .await?;
     for (run_id, key, value, is_nan, timestamp, step) in metrics {
-        data.entry(run_id).or_default().metrics.push(Metric::new(
-            key,
-            decode_value(value, is_nan),
-            timestamp,
-            step,
-        ));
+        let value = decode_value(parse_real(&value)?, is_nan);
+        data.entry(run_id)
+            .or_default()
+            .metrics
+            .push(Metric::new(key, value, timestamp, step));
     }
-    let params: Vec<(String, String, String)> = sqlx::query_as(&format!(
-        "SELECT run_id, key, value FROM params WHERE {IN_IDS} ORDER BY run_id, key"
-    ))
-    .bind(&list)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
+    let params: Vec<(String, String, String)> = fetch_packed(
+        pool,
+        &format!(
+            "SELECT json_group_array(json_array(run_id, key, value)) FROM params WHERE {IN_IDS}"
+        ),
+        &list,
+    )
+    .await?;
     for (run_id, key, value) in params {
         data.entry(run_id)
             .or_default()
             .params
             .push(Param { key, value });
     }
-    let tags: Vec<(String, String, String)> = sqlx::query_as(&format!(
-        "SELECT run_id, key, value FROM tags WHERE {IN_IDS} ORDER BY run_id, key"
-    ))
-    .bind(&list)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
+    let tags: Vec<(String, String, String)> = fetch_packed(
+        pool,
+        &format!(
+            "SELECT json_group_array(json_array(run_id, key, value)) FROM tags WHERE {IN_IDS}"
+        ),
+        &list,
+    )
+    .await?;
     for (run_id, key, value) in tags {
         data.entry(run_id)
             .or_default()
             .tags
             .push(Tag { key, value });
+    }
+    // Packed rows come in no guaranteed order; responses list keys alphabetically.
+    for d in data.values_mut() {
+        d.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+        d.params.sort_by(|a, b| a.key.cmp(&b.key));
+        d.tags.sort_by(|a, b| a.key.cmp(&b.key));
     }
     let mut inputs = load_inputs(pool, &list).await?;
     let mut outputs: HashMap<String, RunOutputs> = HashMap::new();

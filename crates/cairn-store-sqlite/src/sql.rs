@@ -333,3 +333,32 @@ pub(crate) fn json_list<S: AsRef<str>>(items: &[S]) -> String {
     )
     .to_string()
 }
+
+/// Runs an aggregate query whose single column is a JSON array of rows (built with
+/// `json_group_array(json_array(...))`) and decodes it. Pages of runs need thousands of
+/// child rows (params, tags, metrics); one packed value avoids the driver's per-row cost,
+/// which dominates at that size. Row order is whatever SQLite produced.
+pub(crate) async fn fetch_packed<T: serde::de::DeserializeOwned>(
+    pool: &sqlx::SqlitePool,
+    sql: &str,
+    bind: &str,
+) -> CoreResult<Vec<T>> {
+    let (packed,): (String,) = sqlx::query_as(sql)
+        .bind(bind)
+        .fetch_one(pool)
+        .await
+        .map_err(crate::db_err)?;
+    serde_json::from_str(&packed)
+        .map_err(|e| CoreError::Internal(format!("unreadable packed rows: {e}")))
+}
+
+/// Parses a REAL rendered with `printf('%!.17g', x)` (17 digits round-trip exactly).
+pub(crate) fn parse_real(text: &str) -> CoreResult<f64> {
+    match text {
+        "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        t => t
+            .parse::<f64>()
+            .map_err(|_| CoreError::Internal(format!("unreadable REAL {t:?}"))),
+    }
+}

@@ -130,3 +130,36 @@ async fn empty_history_and_paging() {
     assert_eq!(steps, vec![8, 9]);
     assert!(got.next_page_token.is_none());
 }
+
+#[tokio::test]
+async fn run_data_values_round_trip_exactly() {
+    let (store, _dir, run_id) = store_with_run().await;
+    let values = [0.1 + 0.2, 5e-324, f64::MAX, -1.0 / 3.0, f64::NEG_INFINITY];
+    let metrics: Vec<Metric> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Metric::new(format!("k{i}"), *v, 1, 0))
+        .collect();
+    let params = vec![cairn_core::model::Param {
+        key: "quote\"and,comma".into(),
+        value: "line\nbreak \u{1F600} ;[]".into(),
+    }];
+    let batch = LogBatch {
+        metrics,
+        params,
+        ..LogBatch::default()
+    };
+    store.log_batch(&run_id, &batch).await.unwrap();
+    let run = store.get_run(&run_id).await.unwrap();
+    for (i, v) in values.iter().enumerate() {
+        let m = run
+            .data
+            .metrics
+            .iter()
+            .find(|m| m.key == format!("k{i}"))
+            .unwrap();
+        assert_eq!(m.value.to_bits(), v.to_bits(), "k{i}");
+    }
+    assert_eq!(run.data.params[0].value, "line\nbreak \u{1F600} ;[]");
+    assert_eq!(run.data.params[0].key, "quote\"and,comma");
+}
