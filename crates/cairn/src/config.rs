@@ -1,37 +1,108 @@
-//! Server configuration: embedded defaults, then `CAIRN_*` environment variables, then
-//! command-line flags (clap resolves the last two). MLflow's flag names are accepted
-//! where they mean the same thing.
+//! Server configuration, layered as: embedded defaults, then a TOML file (`--config` /
+//! `CAIRN_CONFIG`), then `CAIRN_*` environment variables, then command-line flags. clap
+//! resolves the last two into [`ServerArgs`]; [`ServerArgs::resolve`] fills the gaps from
+//! the file and the defaults. MLflow's flag names are accepted where they mean the same.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
+use serde::Deserialize;
 
-/// `cairn server` options.
-#[derive(Clone, Args)]
-pub struct ServerConfig {
-    /// Address to listen on.
-    #[arg(long, env = "CAIRN_HOST", default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to listen on (0 picks a free port).
-    #[arg(long, env = "CAIRN_PORT", default_value_t = 5000)]
-    pub port: u16,
-    /// Directory for the embedded database and local artifacts.
-    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-data")]
-    pub data_dir: PathBuf,
-    /// Tracking database, e.g. `sqlite:///path/to/cairn.db` (default: `<data-dir>/cairn.db`).
+/// Default listen address: loopback only.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Default port, as `mlflow server`.
+pub const DEFAULT_PORT: u16 = 5000;
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
+
+/// `cairn server` options as given on the command line or in the environment.
+#[derive(Clone, Default, Args)]
+pub struct ServerArgs {
+    /// TOML file with any of the options below (snake_case keys); flags and env win.
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, env = "CAIRN_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on; 0 picks a free port [default: 5000].
+    #[arg(long, env = "CAIRN_PORT")]
+    pub port: Option<u16>,
+    /// Directory for the embedded database and local artifacts [default: ./cairn-data].
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Tracking database, e.g. `sqlite:///path/to/cairn.db` [default: <data-dir>/cairn.db].
     #[arg(long, env = "CAIRN_BACKEND_STORE_URI")]
     pub backend_store_uri: Option<String>,
-    /// Root URI for new experiments' artifacts (default: `mlflow-artifacts:/`, served by Cairn).
+    /// Root URI for new experiments' artifacts [default: mlflow-artifacts:/].
     #[arg(long, env = "CAIRN_DEFAULT_ARTIFACT_ROOT")]
     pub default_artifact_root: Option<String>,
-    /// Where proxied artifacts are stored (default: `<data-dir>/artifacts`).
+    /// Where proxied artifacts are stored [default: <data-dir>/artifacts].
     #[arg(long, env = "CAIRN_ARTIFACTS_DESTINATION")]
     pub artifacts_destination: Option<String>,
     /// Accepted for `mlflow server` compatibility; Cairn always proxies artifacts.
     #[arg(long, hide = true)]
     pub serve_artifacts: bool,
+}
+
+/// The same options as read from a config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    host: Option<String>,
+    port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    backend_store_uri: Option<String>,
+    default_artifact_root: Option<String>,
+    artifacts_destination: Option<String>,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+impl ServerArgs {
+    /// Applies the config file and the embedded defaults under the given flags/env.
+    pub fn resolve(self) -> anyhow::Result<ServerConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(ServerConfig {
+            host: self
+                .host
+                .or(file.host)
+                .unwrap_or_else(|| DEFAULT_HOST.to_string()),
+            port: self.port.or(file.port).unwrap_or(DEFAULT_PORT),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            backend_store_uri: self.backend_store_uri.or(file.backend_store_uri),
+            default_artifact_root: self.default_artifact_root.or(file.default_artifact_root),
+            artifacts_destination: self.artifacts_destination.or(file.artifacts_destination),
+        })
+    }
+}
+
+/// Fully resolved server configuration.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub host: String,
+    /// Port (0 = any free port).
+    pub port: u16,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Tracking database URI; `None` means SQLite in the data dir.
+    pub backend_store_uri: Option<String>,
+    /// Root URI for new experiments' artifacts.
+    pub default_artifact_root: Option<String>,
+    /// Where proxied artifacts are stored.
+    pub artifacts_destination: Option<String>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -83,7 +154,6 @@ impl ServerConfig {
             backend_store_uri: None,
             default_artifact_root: None,
             artifacts_destination: None,
-            serve_artifacts: false,
         }
     }
 
@@ -143,6 +213,39 @@ mod tests {
         );
         c.backend_store_uri = Some("mysql://u:p@h/db".into());
         assert!(c.backend().is_err());
+    }
+
+    #[test]
+    fn layers_flags_over_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(
+            &path,
+            "port = 6000\nhost = \"0.0.0.0\"\ndata_dir = \"/srv/c\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let args = ServerArgs {
+            config: Some(path.clone()),
+            host: Some("127.0.0.2".into()),
+            ..ServerArgs::default()
+        };
+        let c = args.resolve().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.host, "127.0.0.2", "flag beats file");
+        assert_eq!(c.port, 6000, "file beats default");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/c"));
+        let c = ServerArgs::default()
+            .resolve()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.host.as_str(), c.port), (DEFAULT_HOST, DEFAULT_PORT));
+        std::fs::write(&path, "prot = 1\n").unwrap_or_else(|e| panic!("{e}"));
+        let bad = ServerArgs {
+            config: Some(path),
+            ..ServerArgs::default()
+        };
+        assert!(
+            bad.resolve().is_err(),
+            "unknown keys are refused, not ignored"
+        );
     }
 
     #[test]

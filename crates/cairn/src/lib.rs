@@ -17,7 +17,7 @@ use cairn_http::AppState;
 use cairn_store_sqlite::{SqliteConfig, SqliteStore};
 use tokio::net::TcpListener;
 
-pub use config::{BackendUri, ServerConfig};
+pub use config::{BackendUri, ServerArgs, ServerConfig};
 
 /// A bound, ready-to-run server.
 pub struct Application {

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use cairn::{shutdown_signal, Application, ServerConfig};
+use cairn::{shutdown_signal, Application, ServerArgs};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
@@ -31,7 +31,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the tracking server.
-    Server(ServerConfig),
+    Server(ServerArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -52,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Server(config) => {
+        Command::Server(args) => {
+            let config = args.resolve()?;
             tracing::debug!(?config, "configuration");
             let app = Application::build(&config).await?;
             tracing::info!(
