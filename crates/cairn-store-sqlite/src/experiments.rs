@@ -208,6 +208,28 @@ pub(crate) fn stages_json(stages: &[LifecycleStage]) -> String {
     serde_json::Value::from(stages.iter().map(|s| s.as_str()).collect::<Vec<_>>()).to_string()
 }
 
+/// The artifact location of an experiment that new runs or models may be added to:
+/// missing is NotFound, deleted is an invalid parameter (MLflow's wording).
+pub(crate) async fn active_experiment_location(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    id: i64,
+) -> CoreResult<String> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let (location, stage) = row.ok_or_else(|| not_found(id))?;
+    if parse_col::<LifecycleStage>(&stage)? != LifecycleStage::Active {
+        return Err(CoreError::invalid(format!(
+            "The experiment {id} must be in the 'active' state. Current state is {stage}."
+        )));
+    }
+    Ok(location)
+}
+
 async fn stage_of(
     tx: &mut sqlx::Transaction<'static, Sqlite>,
     id: i64,

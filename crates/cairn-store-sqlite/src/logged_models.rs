@@ -8,6 +8,7 @@ use cairn_core::store::{logged_model_artifact_uri, LoggedModelSearch, NewLoggedM
 use cairn_core::{CoreError, CoreResult};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
+use crate::experiments::active_experiment_location;
 use crate::runs::insert_params;
 use crate::sql::{json_list, push_filter, push_order_by, push_order_joins, Target};
 use crate::{db_err, parse_col, SqliteStore};
@@ -37,25 +38,7 @@ fn not_found(id: &str) -> CoreError {
 
 pub(crate) async fn create(store: &SqliteStore, new: NewLoggedModel) -> CoreResult<LoggedModel> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
-    let exp: Option<(String, String)> = sqlx::query_as(
-        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ?",
-    )
-    .bind(new.experiment_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_err)?;
-    let (location, stage) = exp.ok_or_else(|| {
-        CoreError::not_found(format!(
-            "No Experiment with id={} exists",
-            new.experiment_id
-        ))
-    })?;
-    if parse_col::<LifecycleStage>(&stage)? != LifecycleStage::Active {
-        return Err(CoreError::invalid(format!(
-            "The experiment {} must be in the 'active' state. Current state is {stage}.",
-            new.experiment_id
-        )));
-    }
+    let location = active_experiment_location(&mut tx, new.experiment_id).await?;
     let artifact_uri = logged_model_artifact_uri(&location, &new.model_id);
     sqlx::query(
         "INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, creation_timestamp, \

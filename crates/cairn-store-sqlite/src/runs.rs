@@ -14,7 +14,7 @@ use cairn_core::store::{
 use cairn_core::{CoreError, CoreResult};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
-use crate::experiments::stages_json;
+use crate::experiments::{active_experiment_location, stages_json};
 use crate::sql::{
     fetch_packed, json_list, parse_real, push_filter, push_order_by, push_order_joins, Target,
 };
@@ -94,25 +94,7 @@ async fn check_active(tx: &mut Tx, run_id: &str) -> CoreResult<()> {
 
 pub(crate) async fn create(store: &SqliteStore, new: NewRun) -> CoreResult<Run> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
-    let exp: Option<(String, String)> = sqlx::query_as(
-        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ?",
-    )
-    .bind(new.experiment_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_err)?;
-    let (location, stage) = exp.ok_or_else(|| {
-        CoreError::not_found(format!(
-            "No Experiment with id={} exists",
-            new.experiment_id
-        ))
-    })?;
-    if parse_col::<LifecycleStage>(&stage)? != LifecycleStage::Active {
-        return Err(CoreError::invalid(format!(
-            "The experiment {} must be in the 'active' state. Current state is {stage}.",
-            new.experiment_id
-        )));
-    }
+    let location = active_experiment_location(&mut tx, new.experiment_id).await?;
     let artifact_uri = run_artifact_uri(&location, &new.run_id);
     sqlx::query(
         "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, \
