@@ -28,8 +28,10 @@ pub fn decode_offset(token: Option<&str>) -> CoreResult<u64> {
     let bad = || CoreError::invalid(format!("Invalid page token '{token}'"));
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    // Offsets beyond i64 range could overflow when advanced or handed to SQL.
     text.strip_prefix("cairn1:")
         .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| *n <= i64::MAX as u64 / 2)
         .ok_or_else(bad)
 }
 
@@ -38,7 +40,7 @@ pub fn page_from_overfetch<T>(mut rows: Vec<T>, offset: u64, limit: u64) -> Page
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     Page {
-        next_page_token: more.then(|| encode_offset(offset + limit)),
+        next_page_token: more.then(|| encode_offset(offset.saturating_add(limit))),
         items: rows,
     }
 }
@@ -59,6 +61,8 @@ mod tests {
         assert!(decode_offset(Some("not a token!")).is_err());
         let foreign = URL_SAFE_NO_PAD.encode("{\"offset\": 3}");
         assert!(decode_offset(Some(&foreign)).is_err());
+        let huge = URL_SAFE_NO_PAD.encode(format!("cairn1:{}", u64::MAX));
+        assert!(decode_offset(Some(&huge)).is_err());
     }
 
     #[test]
