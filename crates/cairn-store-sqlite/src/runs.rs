@@ -775,20 +775,25 @@ async fn attach_metric_context(
     Ok(())
 }
 
+/// Distinct steps of one metric, ascending; packed into one JSON value like history.
 pub(crate) async fn metric_steps(
     pool: &SqlitePool,
     run_id: &str,
     key: &str,
 ) -> CoreResult<Vec<i64>> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
-        "SELECT DISTINCT step FROM metrics WHERE run_id = ? AND key = ? ORDER BY step",
+    let (packed,): (String,) = sqlx::query_as(
+        "SELECT json_group_array(step) FROM \
+         (SELECT DISTINCT step FROM metrics WHERE run_id = ? AND key = ?)",
     )
     .bind(run_id)
     .bind(key)
-    .fetch_all(pool)
+    .fetch_one(pool)
     .await
     .map_err(db_err)?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    let mut steps: Vec<i64> = serde_json::from_str(&packed)
+        .map_err(|e| CoreError::Internal(format!("unreadable packed steps: {e}")))?;
+    steps.sort_unstable();
+    Ok(steps)
 }
 
 pub(crate) async fn metrics_at_steps(
