@@ -159,6 +159,12 @@ pub(crate) async fn log_model(
 ) -> ApiResult<Json<Value>> {
     let id = required_str(req.run_id, "run_id")?;
     let model_json = required_str(req.model_json, "model_json")?;
+    // It is appended verbatim to a JSON list in a tag, so it must be a JSON object.
+    if serde_json::from_str::<serde_json::Map<String, Value>>(&model_json).is_err() {
+        return Err(ApiError::invalid(
+            "Invalid value for parameter 'model_json' supplied: must be a JSON object",
+        ));
+    }
     s.tracking().record_logged_model(&id, &model_json).await?;
     Ok(ok())
 }
