@@ -31,8 +31,9 @@ CREATE TABLE runs (
     lifecycle_stage TEXT    NOT NULL DEFAULT 'active',
     deleted_time    INTEGER
 );
--- The default search order within an experiment.
-CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time DESC, run_id);
+-- Covers the run scan of a search (experiment, view type) without touching the table, in
+-- the default order (start_time DESC, run_id), so unfiltered searches stop at LIMIT.
+CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, start_time DESC, run_id);
 
 -- Full history. The key doubles as MLflow's history order (timestamp, step, value) and
 -- makes an identical resend a no-op (INSERT OR IGNORE).

@@ -14,7 +14,7 @@ use cairn_core::store::{
 use cairn_core::{CoreError, CoreResult};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
-use crate::experiments::{active_experiment_location, stages_json};
+use crate::experiments::active_experiment_location;
 use crate::sql::{
     fetch_packed, json_list, parse_real, push_filter, push_order_by, push_order_joins, Target,
 };
@@ -596,11 +596,24 @@ pub(crate) async fn search(pool: &SqlitePool, q: &RunSearch) -> CoreResult<Page<
     let mut qb: QueryBuilder<'static, Sqlite> =
         QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs r"));
     let keys = push_order_joins(&mut qb, Target::Runs, &q.order_by)?;
-    qb.push(" WHERE r.experiment_id IN (SELECT value FROM json_each(");
-    qb.push_bind(serde_json::Value::from(q.experiment_ids.clone()).to_string());
-    qb.push(")) AND r.lifecycle_stage IN (SELECT value FROM json_each(");
-    qb.push_bind(stages_json(q.view.stages()));
-    qb.push("))");
+    // Plain equality for the common one-experiment, one-stage case lets SQLite walk
+    // runs_by_experiment in (start_time DESC, run_id) order and stop at LIMIT.
+    match q.experiment_ids.as_slice() {
+        [one] => {
+            qb.push(" WHERE r.experiment_id = ");
+            qb.push_bind(*one);
+        }
+        many => {
+            qb.push(" WHERE r.experiment_id IN (SELECT value FROM json_each(");
+            qb.push_bind(serde_json::Value::from(many.to_vec()).to_string());
+            qb.push("))");
+        }
+    }
+    // ViewType::All needs no stage condition at all.
+    if let [one] = q.view.stages() {
+        qb.push(" AND r.lifecycle_stage = ");
+        qb.push_bind(one.as_str());
+    }
     if let Some(f) = &q.filter {
         qb.push(" AND ");
         push_filter(&mut qb, Target::Runs, f)?;
