@@ -9,7 +9,7 @@ use cairn_core::{CoreError, CoreResult};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
 use crate::experiments::active_experiment_location;
-use crate::runs::insert_params;
+use crate::runs::{insert_params, Owner};
 use crate::sql::{json_list, push_filter, push_order_by, push_order_joins, Target};
 use crate::{db_err, parse_col, SqliteStore};
 
@@ -59,14 +59,7 @@ pub(crate) async fn create(store: &SqliteStore, new: NewLoggedModel) -> CoreResu
     .map_err(db_err)?;
     upsert_tags(&mut tx, &new.model_id, &new.tags).await?;
     if !new.params.is_empty() {
-        insert_params(
-            &mut tx,
-            "logged_model_params",
-            "model_id",
-            &new.model_id,
-            &new.params,
-        )
-        .await?;
+        insert_params(&mut tx, Owner::Model(&new.model_id), &new.params).await?;
     }
     tx.commit().await.map_err(db_err)?;
     get(&store.writer, &new.model_id).await
@@ -277,7 +270,7 @@ pub(crate) async fn log_params(
     let mut tx = store.writer.begin().await.map_err(db_err)?;
     check_live(&mut tx, model_id).await?;
     if !params.is_empty() {
-        insert_params(&mut tx, "logged_model_params", "model_id", model_id, params).await?;
+        insert_params(&mut tx, Owner::Model(model_id), params).await?;
     }
     tx.commit().await.map_err(db_err)
 }

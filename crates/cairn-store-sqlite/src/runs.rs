@@ -22,8 +22,10 @@ use crate::{db_err, parse_col, SqliteStore};
 
 type Tx = Transaction<'static, Sqlite>;
 
-/// run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, stage
+/// run_pk, run_id, experiment_id, name, user_id, status, start_time, end_time,
+/// artifact_uri, stage
 type RunRow = (
+    i64,
     String,
     i64,
     String,
@@ -35,7 +37,8 @@ type RunRow = (
     String,
 );
 
-const RUN_COLUMNS: &str = "r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
+const RUN_COLUMNS: &str =
+    "r.run_pk, r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
                            r.end_time, r.artifact_uri, r.lifecycle_stage";
 
 /// Rows of metrics that go through SQLite: NaN cannot be stored as REAL (it becomes NULL),
@@ -62,43 +65,44 @@ pub(crate) fn run_not_found(run_id: &str) -> CoreError {
 
 fn to_info(r: RunRow) -> CoreResult<RunInfo> {
     Ok(RunInfo {
-        run_id: r.0,
-        experiment_id: r.1.to_string(),
-        run_name: r.2,
-        user_id: r.3,
-        status: parse_col(&r.4)?,
-        start_time: r.5,
-        end_time: r.6,
-        artifact_uri: r.7,
-        lifecycle_stage: parse_col(&r.8)?,
+        run_id: r.1,
+        experiment_id: r.2.to_string(),
+        run_name: r.3,
+        user_id: r.4,
+        status: parse_col(&r.5)?,
+        start_time: r.6,
+        end_time: r.7,
+        artifact_uri: r.8,
+        lifecycle_stage: parse_col(&r.9)?,
     })
 }
 
 /// Fails unless the run exists and is active; MLflow reports a deleted run as an invalid
-/// parameter rather than a missing one.
-async fn check_active(tx: &mut Tx, run_id: &str) -> CoreResult<()> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT lifecycle_stage FROM runs WHERE run_id = ?")
+/// parameter rather than a missing one. Returns the run's integer key.
+async fn check_active(tx: &mut Tx, run_id: &str) -> CoreResult<i64> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT run_pk, lifecycle_stage FROM runs WHERE run_id = ?")
             .bind(run_id)
             .fetch_optional(&mut **tx)
             .await
             .map_err(db_err)?;
-    let (stage,) = row.ok_or_else(|| run_not_found(run_id))?;
+    let (run_pk, stage) = row.ok_or_else(|| run_not_found(run_id))?;
     if parse_col::<LifecycleStage>(&stage)? != LifecycleStage::Active {
         return Err(CoreError::invalid(format!(
             "The run {run_id} must be in the 'active' state. Current state is {stage}."
         )));
     }
-    Ok(())
+    Ok(run_pk)
 }
 
 pub(crate) async fn create(store: &SqliteStore, new: NewRun) -> CoreResult<Run> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
     let location = active_experiment_location(&mut tx, new.experiment_id).await?;
     let artifact_uri = run_artifact_uri(&location, &new.run_id);
-    sqlx::query(
+    let (run_pk,): (i64,) = sqlx::query_as(
         "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, \
-         artifact_uri, lifecycle_stage) VALUES (?, ?, ?, ?, 'RUNNING', ?, NULL, ?, 'active')",
+         artifact_uri, lifecycle_stage) VALUES (?, ?, ?, ?, 'RUNNING', ?, NULL, ?, 'active') \
+         RETURNING run_pk",
     )
     .bind(&new.run_id)
     .bind(new.experiment_id)
@@ -106,10 +110,10 @@ pub(crate) async fn create(store: &SqliteStore, new: NewRun) -> CoreResult<Run> 
     .bind(&new.user_id)
     .bind(new.start_time)
     .bind(&artifact_uri)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(db_err)?;
-    upsert_tags(&mut tx, &new.run_id, &new.tags).await?;
+    upsert_tags(&mut tx, run_pk, &new.tags).await?;
     tx.commit().await.map_err(db_err)?;
     let mut tags = dedup_tags(new.tags);
     tags.sort_by(|a, b| a.key.cmp(&b.key));
@@ -146,25 +150,23 @@ fn dedup_tags(tags: Vec<Tag>) -> Vec<Tag> {
         .collect()
 }
 
-async fn upsert_tags(tx: &mut Tx, run_id: &str, tags: &[Tag]) -> CoreResult<()> {
+async fn upsert_tags(tx: &mut Tx, run_pk: i64, tags: &[Tag]) -> CoreResult<()> {
     if tags.is_empty() {
         return Ok(());
     }
     let mut qb: QueryBuilder<'static, Sqlite> =
-        QueryBuilder::new("INSERT INTO tags (run_id, key, value) ");
+        QueryBuilder::new("INSERT INTO tags (run_pk, key, value) ");
     let owned: Vec<Tag> = dedup_tags(tags.to_vec());
     qb.push_values(owned, |mut b, t| {
-        b.push_bind(run_id.to_string())
-            .push_bind(t.key)
-            .push_bind(t.value);
+        b.push_bind(run_pk).push_bind(t.key).push_bind(t.value);
     });
-    qb.push(" ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value");
+    qb.push(" ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value");
     qb.build().execute(&mut **tx).await.map_err(db_err)?;
     // The run name lives in a column and in the mlflow.runName tag; keep them in step.
     if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
-        sqlx::query("UPDATE runs SET name = ? WHERE run_id = ?")
+        sqlx::query("UPDATE runs SET name = ? WHERE run_pk = ?")
             .bind(&name.value)
-            .bind(run_id)
+            .bind(run_pk)
             .execute(&mut **tx)
             .await
             .map_err(db_err)?;
@@ -192,15 +194,15 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    let list = json_list(&ids);
-    const IN_IDS: &str = "run_id IN (SELECT value FROM json_each(?))";
+    let pks: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let list = serde_json::Value::from(pks).to_string();
+    const IN_IDS: &str = "run_pk IN (SELECT value FROM json_each(?))";
 
-    let mut data: HashMap<String, RunData> = HashMap::new();
-    let metrics: Vec<(String, String, String, i64, i64, i64)> = fetch_packed(
+    let mut data: HashMap<i64, RunData> = HashMap::new();
+    let metrics: Vec<(i64, String, String, i64, i64, i64)> = fetch_packed(
         pool,
         &format!(
-            "SELECT json_group_array(json_array(run_id, key, printf('%!.17g', value), is_nan, \
+            "SELECT json_group_array(json_array(run_pk, key, printf('%!.17g', value), is_nan, \
              timestamp, step)) FROM latest_metrics WHERE {IN_IDS}"
         ),
         &list,
@@ -213,10 +215,10 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
             .metrics
             .push(Metric::new(key, value, timestamp, step));
     }
-    let params: Vec<(String, String, String)> = fetch_packed(
+    let params: Vec<(i64, String, String)> = fetch_packed(
         pool,
         &format!(
-            "SELECT json_group_array(json_array(run_id, key, value)) FROM params WHERE {IN_IDS}"
+            "SELECT json_group_array(json_array(run_pk, key, value)) FROM params WHERE {IN_IDS}"
         ),
         &list,
     )
@@ -227,10 +229,10 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
             .params
             .push(Param { key, value });
     }
-    let tags: Vec<(String, String, String)> = fetch_packed(
+    let tags: Vec<(i64, String, String)> = fetch_packed(
         pool,
         &format!(
-            "SELECT json_group_array(json_array(run_id, key, value)) FROM tags WHERE {IN_IDS}"
+            "SELECT json_group_array(json_array(run_pk, key, value)) FROM tags WHERE {IN_IDS}"
         ),
         &list,
     )
@@ -248,9 +250,9 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
         d.tags.sort_by(|a, b| a.key.cmp(&b.key));
     }
     let mut inputs = load_inputs(pool, &list).await?;
-    let mut outputs: HashMap<String, RunOutputs> = HashMap::new();
-    let outs: Vec<(String, String, i64)> = sqlx::query_as(&format!(
-        "SELECT run_id, model_id, step FROM run_model_outputs WHERE {IN_IDS} ORDER BY run_id, model_id"
+    let mut outputs: HashMap<i64, RunOutputs> = HashMap::new();
+    let outs: Vec<(i64, String, i64)> = sqlx::query_as(&format!(
+        "SELECT run_pk, model_id, step FROM run_model_outputs WHERE {IN_IDS} ORDER BY run_pk, model_id"
     ))
     .bind(&list)
     .fetch_all(pool)
@@ -265,7 +267,7 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
     }
     rows.into_iter()
         .map(|r| {
-            let id = r.0.clone();
+            let id = r.0;
             Ok(Run {
                 info: to_info(r)?,
                 data: data.remove(&id).unwrap_or_default(),
@@ -277,7 +279,7 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
 }
 
 type DatasetRow = (
-    String,
+    i64,
     i64,
     String,
     String,
@@ -287,27 +289,27 @@ type DatasetRow = (
     Option<String>,
 );
 
-async fn load_inputs(pool: &SqlitePool, list: &str) -> CoreResult<HashMap<String, RunInputs>> {
-    let mut out: HashMap<String, RunInputs> = HashMap::new();
+async fn load_inputs(pool: &SqlitePool, list: &str) -> CoreResult<HashMap<i64, RunInputs>> {
+    let mut out: HashMap<i64, RunInputs> = HashMap::new();
     let rows: Vec<DatasetRow> = sqlx::query_as(
-        "SELECT i.run_id, d.dataset_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+        "SELECT i.run_pk, d.dataset_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
          FROM run_dataset_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id \
-         WHERE i.run_id IN (SELECT value FROM json_each(?)) ORDER BY i.run_id, d.dataset_id",
+         WHERE i.run_pk IN (SELECT value FROM json_each(?)) ORDER BY i.run_pk, d.dataset_id",
     )
     .bind(list)
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
     if !rows.is_empty() {
-        let tag_rows: Vec<(String, i64, String, String)> = sqlx::query_as(
-            "SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags \
-             WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY key",
+        let tag_rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT run_pk, dataset_id, key, value FROM run_dataset_input_tags \
+             WHERE run_pk IN (SELECT value FROM json_each(?)) ORDER BY key",
         )
         .bind(list)
         .fetch_all(pool)
         .await
         .map_err(db_err)?;
-        let mut tags: HashMap<(String, i64), Vec<Tag>> = HashMap::new();
+        let mut tags: HashMap<(i64, i64), Vec<Tag>> = HashMap::new();
         for (run_id, ds, key, value) in tag_rows {
             tags.entry((run_id, ds))
                 .or_default()
@@ -315,7 +317,7 @@ async fn load_inputs(pool: &SqlitePool, list: &str) -> CoreResult<HashMap<String
         }
         for (run_id, ds_id, name, digest, source_type, source, schema, profile) in rows {
             let input = DatasetInput {
-                tags: tags.remove(&(run_id.clone(), ds_id)).unwrap_or_default(),
+                tags: tags.remove(&(run_id, ds_id)).unwrap_or_default(),
                 dataset: Dataset {
                     name,
                     digest,
@@ -328,9 +330,9 @@ async fn load_inputs(pool: &SqlitePool, list: &str) -> CoreResult<HashMap<String
             out.entry(run_id).or_default().dataset_inputs.push(input);
         }
     }
-    let models: Vec<(String, String)> = sqlx::query_as(
-        "SELECT run_id, model_id FROM run_model_inputs \
-         WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY run_id, model_id",
+    let models: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT run_pk, model_id FROM run_model_inputs \
+         WHERE run_pk IN (SELECT value FROM json_each(?)) ORDER BY run_pk, model_id",
     )
     .bind(list)
     .fetch_all(pool)
@@ -347,25 +349,25 @@ async fn load_inputs(pool: &SqlitePool, list: &str) -> CoreResult<HashMap<String
 
 pub(crate) async fn update(store: &SqliteStore, u: &RunUpdate) -> CoreResult<RunInfo> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
-    check_active(&mut tx, &u.run_id).await?;
+    let run_pk = check_active(&mut tx, &u.run_id).await?;
     let row: RunRow = sqlx::query_as(&format!(
         "UPDATE runs SET status = coalesce(?, status), end_time = coalesce(?, end_time), \
-         name = coalesce(?, name) WHERE run_id = ? RETURNING {}",
+         name = coalesce(?, name) WHERE run_pk = ? RETURNING {}",
         RUN_COLUMNS.replace("r.", "")
     ))
     .bind(u.status.map(|s| s.as_str()))
     .bind(u.end_time)
     .bind(u.run_name.as_deref())
-    .bind(&u.run_id)
+    .bind(run_pk)
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err)?;
     if let Some(name) = &u.run_name {
         sqlx::query(
-            "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) \
-             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO tags (run_pk, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value",
         )
-        .bind(&u.run_id)
+        .bind(run_pk)
         .bind(RUN_NAME_TAG)
         .bind(name)
         .execute(&mut *tx)
@@ -405,35 +407,74 @@ pub(crate) async fn set_lifecycle(
 
 pub(crate) async fn log_batch(store: &SqliteStore, run_id: &str, b: &LogBatch) -> CoreResult<()> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
-    check_active(&mut tx, run_id).await?;
+    let run_pk = check_active(&mut tx, run_id).await?;
     if !b.params.is_empty() {
-        insert_params(&mut tx, "params", "run_id", run_id, &b.params).await?;
+        insert_params(&mut tx, Owner::Run { run_pk, run_id }, &b.params).await?;
     }
     if !b.metrics.is_empty() {
-        insert_metrics(&mut tx, run_id, &b.metrics).await?;
+        insert_metrics(&mut tx, run_pk, run_id, &b.metrics).await?;
     }
-    upsert_tags(&mut tx, run_id, &b.tags).await?;
+    upsert_tags(&mut tx, run_pk, &b.tags).await?;
     tx.commit().await.map_err(db_err)
+}
+
+/// Whose params are being written.
+#[derive(Clone, Copy)]
+pub(crate) enum Owner<'a> {
+    /// A run: keyed by its integer key, reported by its id.
+    Run {
+        /// Integer key.
+        run_pk: i64,
+        /// Wire id.
+        run_id: &'a str,
+    },
+    /// A logged model.
+    Model(&'a str),
+}
+
+impl Owner<'_> {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Run { .. } => "params",
+            Self::Model(_) => "logged_model_params",
+        }
+    }
+    fn column(self) -> &'static str {
+        match self {
+            Self::Run { .. } => "run_pk",
+            Self::Model(_) => "model_id",
+        }
+    }
+    fn display(self) -> String {
+        match self {
+            Self::Run { run_id, .. } => format!("run ID='{run_id}'"),
+            Self::Model(id) => format!("logged model ID='{id}'"),
+        }
+    }
 }
 
 /// Inserts params, refusing to change an existing value. Same-value re-logs are accepted
 /// so retried requests succeed.
 pub(crate) async fn insert_params(
     tx: &mut Tx,
-    table: &'static str,
-    owner: &'static str,
-    owner_id: &str,
+    owner: Owner<'_>,
     params: &[Param],
 ) -> CoreResult<()> {
+    let (table, column) = (owner.table(), owner.column());
     let keys: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
-    let existing: Vec<(String, String)> = sqlx::query_as(&format!(
-        "SELECT key, value FROM {table} WHERE {owner} = ? AND key IN (SELECT value FROM json_each(?))"
-    ))
-    .bind(owner_id)
-    .bind(json_list(&keys))
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_err)?;
+    let sql = format!(
+        "SELECT key, value FROM {table} WHERE {column} = ? AND key IN (SELECT value FROM json_each(?))"
+    );
+    let query = sqlx::query_as::<_, (String, String)>(&sql);
+    let query = match owner {
+        Owner::Run { run_pk, .. } => query.bind(run_pk),
+        Owner::Model(id) => query.bind(id.to_string()),
+    };
+    let existing: Vec<(String, String)> = query
+        .bind(json_list(&keys))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?;
     let existing: HashMap<String, String> = existing.into_iter().collect();
     let conflicts: Vec<String> = params
         .iter()
@@ -451,18 +492,20 @@ pub(crate) async fn insert_params(
         .collect();
     if !conflicts.is_empty() {
         return Err(CoreError::invalid(format!(
-            "Changing param values is not allowed. Params were already logged='[{}]' for run \
-             ID='{owner_id}'.",
-            conflicts.join(", ")
+            "Changing param values is not allowed. Params were already logged='[{}]' for {}.",
+            conflicts.join(", "),
+            owner.display()
         )));
     }
     let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(format!(
-        "INSERT OR IGNORE INTO {table} ({owner}, key, value) "
+        "INSERT OR IGNORE INTO {table} ({column}, key, value) "
     ));
     qb.push_values(params.to_vec(), |mut b, p| {
-        b.push_bind(owner_id.to_string())
-            .push_bind(p.key)
-            .push_bind(p.value);
+        match owner {
+            Owner::Run { run_pk, .. } => b.push_bind(run_pk),
+            Owner::Model(id) => b.push_bind(id.to_string()),
+        };
+        b.push_bind(p.key).push_bind(p.value);
     });
     qb.build().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
@@ -470,16 +513,21 @@ pub(crate) async fn insert_params(
 
 /// Appends history rows (identical rows are ignored, making retries idempotent) and
 /// advances `latest_metrics` with one upsert per distinct key.
-async fn insert_metrics(tx: &mut Tx, run_id: &str, metrics: &[Metric]) -> CoreResult<()> {
+async fn insert_metrics(
+    tx: &mut Tx,
+    run_pk: i64,
+    run_id: &str,
+    metrics: &[Metric],
+) -> CoreResult<()> {
     // 9 bound values per row keeps each statement well under SQLite's variable limit.
     for chunk in metrics.chunks(500) {
         let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(
-            "INSERT OR IGNORE INTO metrics (run_id, key, timestamp, step, is_nan, value, \
+            "INSERT OR IGNORE INTO metrics (run_pk, key, timestamp, step, is_nan, value, \
              model_id, dataset_name, dataset_digest) ",
         );
         qb.push_values(chunk.to_vec(), |mut b, m| {
             let (value, is_nan) = encode_value(m.value);
-            b.push_bind(run_id.to_string())
+            b.push_bind(run_pk)
                 .push_bind(m.key)
                 .push_bind(m.timestamp)
                 .push_bind(m.step)
@@ -547,11 +595,11 @@ async fn insert_metrics(tx: &mut Tx, run_id: &str, metrics: &[Metric]) -> CoreRe
     }
     let rows: Vec<Metric> = latest.into_values().cloned().collect();
     let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(
-        "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) ",
+        "INSERT INTO latest_metrics (run_pk, key, value, is_nan, timestamp, step) ",
     );
     qb.push_values(rows, |mut b, m| {
         let (value, is_nan) = encode_value(m.value);
-        b.push_bind(run_id.to_string())
+        b.push_bind(run_pk)
             .push_bind(m.key)
             .push_bind(value)
             .push_bind(is_nan)
@@ -559,7 +607,7 @@ async fn insert_metrics(tx: &mut Tx, run_id: &str, metrics: &[Metric]) -> CoreRe
             .push_bind(m.step);
     });
     qb.push(
-        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+        " ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
          timestamp = excluded.timestamp, step = excluded.step \
          WHERE (excluded.step, excluded.timestamp, excluded.value) > \
                (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
@@ -577,9 +625,9 @@ fn newer(a: &Metric, b: &Metric) -> bool {
 
 pub(crate) async fn delete_tag(store: &SqliteStore, run_id: &str, key: &str) -> CoreResult<()> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
-    check_active(&mut tx, run_id).await?;
-    let done = sqlx::query("DELETE FROM tags WHERE run_id = ? AND key = ?")
-        .bind(run_id)
+    let run_pk = check_active(&mut tx, run_id).await?;
+    let done = sqlx::query("DELETE FROM tags WHERE run_pk = ? AND key = ?")
+        .bind(run_pk)
         .bind(key)
         .execute(&mut *tx)
         .await
@@ -631,13 +679,14 @@ pub(crate) async fn search(pool: &SqlitePool, q: &RunSearch) -> CoreResult<Page<
     })
 }
 
-async fn run_exists(pool: &SqlitePool, run_id: &str) -> CoreResult<()> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM runs WHERE run_id = ?")
+/// The integer key of a run, or NotFound.
+async fn run_pk(pool: &SqlitePool, run_id: &str) -> CoreResult<i64> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT run_pk FROM runs WHERE run_id = ?")
         .bind(run_id)
         .fetch_optional(pool)
         .await
         .map_err(db_err)?;
-    row.map(|_| ()).ok_or_else(|| run_not_found(run_id))
+    row.map(|r| r.0).ok_or_else(|| run_not_found(run_id))
 }
 
 type MetricRow = (
@@ -675,16 +724,16 @@ pub(crate) async fn metric_history(
     pool: &SqlitePool,
     q: &MetricHistoryQuery,
 ) -> CoreResult<Page<Metric>> {
-    run_exists(pool, &q.run_id).await?;
+    let pk = run_pk(pool, &q.run_id).await?;
     // -1 means "no limit" to SQLite.
     let limit = q.max_results.map(|m| m as i64 + 1).unwrap_or(-1);
     let (packed,): (Option<String>,) = sqlx::query_as(
         "SELECT group_concat(timestamp || ',' || step || ',' || is_nan || ',' || \
          printf('%!.17g', value), ';' ORDER BY timestamp, step, is_nan, value) \
-         FROM (SELECT timestamp, step, is_nan, value FROM metrics WHERE run_id = ? AND key = ? \
+         FROM (SELECT timestamp, step, is_nan, value FROM metrics WHERE run_pk = ? AND key = ? \
                ORDER BY timestamp, step, is_nan, value LIMIT ? OFFSET ?)",
     )
-    .bind(&q.run_id)
+    .bind(pk)
     .bind(&q.key)
     .bind(limit)
     .bind(q.offset as i64)
@@ -692,7 +741,7 @@ pub(crate) async fn metric_history(
     .await
     .map_err(db_err)?;
     let mut metrics = unpack_history(&q.key, packed.as_deref().unwrap_or(""))?;
-    attach_metric_context(pool, q, &mut metrics).await?;
+    attach_metric_context(pool, pk, &q.key, &mut metrics).await?;
     Ok(match q.max_results {
         Some(m) => page_from_overfetch(metrics, q.offset, m),
         None => Page {
@@ -740,7 +789,8 @@ type MetricContext = (Option<String>, Option<String>, Option<String>);
 /// logged against MLflow 3 logged models).
 async fn attach_metric_context(
     pool: &SqlitePool,
-    q: &MetricHistoryQuery,
+    run_pk: i64,
+    key: &str,
     metrics: &mut [Metric],
 ) -> CoreResult<()> {
     if metrics.is_empty() {
@@ -757,11 +807,11 @@ async fn attach_metric_context(
     );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT timestamp, step, is_nan, value, model_id, dataset_name, dataset_digest \
-         FROM metrics WHERE run_id = ? AND key = ? \
+         FROM metrics WHERE run_pk = ? AND key = ? \
          AND (model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL)",
     )
-    .bind(&q.run_id)
-    .bind(&q.key)
+    .bind(run_pk)
+    .bind(key)
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
@@ -796,7 +846,8 @@ pub(crate) async fn metric_steps(
 ) -> CoreResult<Vec<i64>> {
     let (packed,): (String,) = sqlx::query_as(
         "SELECT json_group_array(step) FROM \
-         (SELECT DISTINCT step FROM metrics WHERE run_id = ? AND key = ?)",
+         (SELECT DISTINCT step FROM metrics \
+          WHERE run_pk = (SELECT run_pk FROM runs WHERE run_id = ?) AND key = ?)",
     )
     .bind(run_id)
     .bind(key)
@@ -816,7 +867,8 @@ pub(crate) async fn metrics_at_steps(
     steps: &[i64],
 ) -> CoreResult<Vec<Metric>> {
     let rows: Vec<MetricRow> = sqlx::query_as(&format!(
-        "SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ? AND key = ? \
+        "SELECT {METRIC_COLUMNS} FROM metrics \
+         WHERE run_pk = (SELECT run_pk FROM runs WHERE run_id = ?) AND key = ? \
          AND step IN (SELECT value FROM json_each(?)) ORDER BY step, timestamp"
     ))
     .bind(run_id)
@@ -835,10 +887,10 @@ pub(crate) async fn log_inputs(
     models: &[ModelInput],
 ) -> CoreResult<()> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
-    check_active(&mut tx, run_id).await?;
+    let run_pk = check_active(&mut tx, run_id).await?;
     let (experiment_id,): (i64,) =
-        sqlx::query_as("SELECT experiment_id FROM runs WHERE run_id = ?")
-            .bind(run_id)
+        sqlx::query_as("SELECT experiment_id FROM runs WHERE run_pk = ?")
+            .bind(run_pk)
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -868,18 +920,18 @@ pub(crate) async fn log_inputs(
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
-        sqlx::query("INSERT OR IGNORE INTO run_dataset_inputs (run_id, dataset_id) VALUES (?, ?)")
-            .bind(run_id)
+        sqlx::query("INSERT OR IGNORE INTO run_dataset_inputs (run_pk, dataset_id) VALUES (?, ?)")
+            .bind(run_pk)
             .bind(dataset_id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         for t in &input.tags {
             sqlx::query(
-                "INSERT INTO run_dataset_input_tags (run_id, dataset_id, key, value) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (run_id, dataset_id, key) DO UPDATE SET value = excluded.value",
+                "INSERT INTO run_dataset_input_tags (run_pk, dataset_id, key, value) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (run_pk, dataset_id, key) DO UPDATE SET value = excluded.value",
             )
-            .bind(run_id)
+            .bind(run_pk)
             .bind(dataset_id)
             .bind(&t.key)
             .bind(&t.value)
@@ -889,8 +941,8 @@ pub(crate) async fn log_inputs(
         }
     }
     for m in models {
-        sqlx::query("INSERT OR IGNORE INTO run_model_inputs (run_id, model_id) VALUES (?, ?)")
-            .bind(run_id)
+        sqlx::query("INSERT OR IGNORE INTO run_model_inputs (run_pk, model_id) VALUES (?, ?)")
+            .bind(run_pk)
             .bind(&m.model_id)
             .execute(&mut *tx)
             .await
@@ -905,13 +957,13 @@ pub(crate) async fn log_outputs(
     models: &[ModelOutput],
 ) -> CoreResult<()> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
-    check_active(&mut tx, run_id).await?;
+    let run_pk = check_active(&mut tx, run_id).await?;
     for m in models {
         sqlx::query(
-            "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES (?, ?, ?) \
-             ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
+            "INSERT INTO run_model_outputs (run_pk, model_id, step) VALUES (?, ?, ?) \
+             ON CONFLICT (run_pk, model_id) DO UPDATE SET step = excluded.step",
         )
-        .bind(run_id)
+        .bind(run_pk)
         .bind(&m.model_id)
         .bind(m.step)
         .execute(&mut *tx)

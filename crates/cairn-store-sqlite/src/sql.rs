@@ -20,7 +20,7 @@ pub(crate) enum Target {
 impl Target {
     fn id_column(self) -> &'static str {
         match self {
-            Self::Runs => "r.run_id",
+            Self::Runs => "r.run_pk",
             Self::Experiments => "e.experiment_id",
             Self::LoggedModels => "lm.model_id",
         }
@@ -62,9 +62,9 @@ impl Target {
     /// Table, key column owner and value column for metrics/params/tags of this entity.
     fn kv_table(self, field: &Field) -> CoreResult<(&'static str, &'static str)> {
         let t = match (self, field) {
-            (Self::Runs, Field::Metric(_)) => ("latest_metrics", "run_id"),
-            (Self::Runs, Field::Param(_)) => ("params", "run_id"),
-            (Self::Runs, Field::Tag(_)) => ("tags", "run_id"),
+            (Self::Runs, Field::Metric(_)) => ("latest_metrics", "run_pk"),
+            (Self::Runs, Field::Param(_)) => ("params", "run_pk"),
+            (Self::Runs, Field::Tag(_)) => ("tags", "run_pk"),
             (Self::Experiments, Field::Tag(_)) => ("experiment_tags", "experiment_id"),
             (Self::LoggedModels, Field::Param(_)) => ("logged_model_params", "model_id"),
             (Self::LoggedModels, Field::Tag(_)) => ("logged_model_tags", "model_id"),
@@ -244,13 +244,13 @@ fn push_dataset(
             };
             qb.push(
                 "EXISTS (SELECT 1 FROM run_dataset_inputs i JOIN datasets d \
-                 ON d.dataset_id = i.dataset_id WHERE i.run_id = r.run_id AND ",
+                 ON d.dataset_id = i.dataset_id WHERE i.run_pk = r.run_pk AND ",
             );
             push_compare(qb, col, op, value)?;
         }
         DatasetField::Context => {
             qb.push(
-                "EXISTS (SELECT 1 FROM run_dataset_input_tags t WHERE t.run_id = r.run_id \
+                "EXISTS (SELECT 1 FROM run_dataset_input_tags t WHERE t.run_pk = r.run_pk \
                  AND t.key = 'mlflow.data.context' AND ",
             );
             push_compare(qb, "t.value", op, value)?;
