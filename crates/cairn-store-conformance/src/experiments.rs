@@ -394,6 +394,12 @@ pub async fn experiment_delete_restore_cascades_to_runs(store: Store) {
         run_ids.push(create_run(&*store, id, &format!("r{i}")).await.info.run_id);
     }
     let other_run = create_run(&*store, bystander, "other").await.info.run_id;
+    // Deleted on its own before the experiment: a restore must not resurrect it.
+    let loner = create_run(&*store, id, "loner").await.info.run_id;
+    store
+        .set_run_lifecycle(&loner, LifecycleStage::Deleted, T0 + 40)
+        .await
+        .must("delete loner run");
 
     store
         .set_experiment_lifecycle(id, LifecycleStage::Deleted, T0 + 50)
@@ -442,7 +448,11 @@ pub async fn experiment_delete_restore_cascades_to_runs(store: Store) {
         .search_runs(&runs_in(id, ViewType::DeletedOnly))
         .await
         .must("search deleted runs");
-    assert_eq!(deleted.items.len(), run_ids.len(), "all runs are deleted");
+    assert_eq!(
+        deleted.items.len(),
+        run_ids.len() + 1,
+        "all runs are deleted (the cascaded ones and the loner)"
+    );
 
     assert!(
         store
@@ -476,6 +486,12 @@ pub async fn experiment_delete_restore_cascades_to_runs(store: Store) {
             "restoring the experiment must restore its run {r}"
         );
     }
+    let loner_now = store.get_run(&loner).await.must("get_run loner");
+    assert_eq!(
+        loner_now.info.lifecycle_stage,
+        LifecycleStage::Deleted,
+        "a run deleted on its own before the experiment stays deleted after the restore"
+    );
     assert!(
         store
             .set_experiment_lifecycle(id, LifecycleStage::Active, T0 + 80)

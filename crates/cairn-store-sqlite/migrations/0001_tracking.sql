@@ -34,7 +34,10 @@ CREATE TABLE runs (
     end_time        INTEGER,
     artifact_uri    TEXT    NOT NULL,
     lifecycle_stage TEXT    NOT NULL DEFAULT 'active',
-    deleted_time    INTEGER
+    deleted_time    INTEGER,
+    -- 1 when the run was deleted because its experiment was: restoring the experiment
+    -- brings back exactly those runs, not ones deleted on their own before.
+    deleted_by_experiment INTEGER NOT NULL DEFAULT 0
 );
 -- Covers the run scan of a search (experiment, view type) without touching the table, in
 -- the default order (start_time DESC, run_id), so unfiltered searches stop at LIMIT.

@@ -272,15 +272,22 @@ pub(crate) async fn set_lifecycle(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    // Runs follow their experiment, as in MLflow.
-    let deleted_time = (stage == LifecycleStage::Deleted).then_some(now);
-    sqlx::query("UPDATE runs SET lifecycle_stage = ?, deleted_time = ? WHERE experiment_id = ?")
-        .bind(stage.as_str())
-        .bind(deleted_time)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+    // Runs follow their experiment. Unlike MLflow, a restore brings back only the runs the
+    // delete took with it; runs deleted on their own earlier stay deleted.
+    let cascade = if stage == LifecycleStage::Deleted {
+        "UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = ?, deleted_by_experiment = 1 \
+         WHERE experiment_id = ? AND lifecycle_stage = 'active'"
+    } else {
+        "UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL, deleted_by_experiment = 0 \
+         WHERE experiment_id = ? AND deleted_by_experiment = 1"
+    };
+    let query = sqlx::query(cascade);
+    let query = if stage == LifecycleStage::Deleted {
+        query.bind(now)
+    } else {
+        query
+    };
+    query.bind(id).execute(&mut *tx).await.map_err(db_err)?;
     tx.commit().await.map_err(db_err)
 }
 

@@ -395,13 +395,16 @@ pub(crate) async fn set_lifecycle(
     // Deleting a deleted run (or restoring an active one) is a harmless no-op, which also
     // makes client retries safe.
     let deleted_time = (stage == LifecycleStage::Deleted).then_some(now);
-    sqlx::query("UPDATE runs SET lifecycle_stage = ?, deleted_time = ? WHERE run_id = ?")
-        .bind(stage.as_str())
-        .bind(deleted_time)
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+    sqlx::query(
+        "UPDATE runs SET lifecycle_stage = ?, deleted_time = ?, deleted_by_experiment = 0 \
+         WHERE run_id = ?",
+    )
+    .bind(stage.as_str())
+    .bind(deleted_time)
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
     tx.commit().await.map_err(db_err)
 }
 
