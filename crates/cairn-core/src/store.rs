@@ -203,7 +203,7 @@ pub trait TrackingStore: Send + Sync + 'static {
     async fn search_runs(&self, q: &RunSearch) -> CoreResult<Page<Run>>;
     /// Every value of one metric, ordered by timestamp, step, value.
     async fn metric_history(&self, q: &MetricHistoryQuery) -> CoreResult<Page<Metric>>;
-    /// Distinct steps logged for a metric of a run, ascending.
+    /// Distinct steps logged for a metric of a run, ascending; NotFound for an unknown run.
     async fn metric_steps(&self, run_id: &str, key: &str) -> CoreResult<Vec<i64>>;
     /// Values of a metric at the given steps, ordered by step then timestamp.
     async fn metrics_at_steps(

@@ -184,6 +184,13 @@ pub async fn metric_steps_and_values_at_steps(store: Store) {
             .is_empty(),
         "no steps for an unknown key"
     );
+    assert_err!(
+        store
+            .metric_steps("ffffffffffffffffffffffffffffffff", "m")
+            .await,
+        CoreError::NotFound(_),
+        "metric_steps of an unknown run"
+    );
 
     let ask = [0i64, 5, 15, 1000, -2];
     let got = store

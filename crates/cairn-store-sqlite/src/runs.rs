@@ -847,12 +847,12 @@ pub(crate) async fn metric_steps(
     run_id: &str,
     key: &str,
 ) -> CoreResult<Vec<i64>> {
+    let pk = run_pk(pool, run_id).await?;
     let (packed,): (String,) = sqlx::query_as(
         "SELECT json_group_array(step) FROM \
-         (SELECT DISTINCT step FROM metrics \
-          WHERE run_pk = (SELECT run_pk FROM runs WHERE run_id = ?) AND key = ?)",
+         (SELECT DISTINCT step FROM metrics WHERE run_pk = ? AND key = ?)",
     )
-    .bind(run_id)
+    .bind(pk)
     .bind(key)
     .fetch_one(pool)
     .await
