@@ -10,7 +10,7 @@ use cairn_core::store::{
 use cairn_core::{CoreError, CoreResult};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use crate::sql::{push_filter, push_order_by, push_order_joins, Target};
+use crate::sql::{json_list, push_filter, push_order_by, push_order_joins, Target};
 use crate::{db_err, parse_col, SqliteStore};
 
 type ExperimentRow = (i64, String, String, String, i64, i64);
@@ -115,7 +115,7 @@ fn to_experiment(row: ExperimentRow, tags: Vec<Tag>) -> CoreResult<Experiment> {
 }
 
 async fn load_tags(pool: &SqlitePool, ids: &[i64]) -> CoreResult<HashMap<i64, Vec<Tag>>> {
-    let list = serde_json::Value::from(ids.to_vec()).to_string();
+    let list = json_list(ids);
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT experiment_id, key, value FROM experiment_tags \
          WHERE experiment_id IN (SELECT value FROM json_each(?)) ORDER BY experiment_id, key",
@@ -204,8 +204,8 @@ pub(crate) async fn search(
     })
 }
 
-pub(crate) fn stages_json(stages: &[LifecycleStage]) -> String {
-    serde_json::Value::from(stages.iter().map(|s| s.as_str()).collect::<Vec<_>>()).to_string()
+fn stages_json(stages: &[LifecycleStage]) -> String {
+    json_list(&stages.iter().map(|s| s.as_str()).collect::<Vec<_>>())
 }
 
 /// The artifact location of an experiment that new runs or models may be added to:

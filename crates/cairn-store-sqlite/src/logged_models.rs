@@ -283,7 +283,7 @@ pub(crate) async fn search(
         QueryBuilder::new(format!("SELECT {COLUMNS} FROM logged_models lm"));
     let keys = push_order_joins(&mut qb, Target::LoggedModels, &q.order_by)?;
     qb.push(" WHERE lm.lifecycle_stage = 'active' AND lm.experiment_id IN (SELECT value FROM json_each(");
-    qb.push_bind(serde_json::Value::from(q.experiment_ids.clone()).to_string());
+    qb.push_bind(json_list(&q.experiment_ids));
     qb.push("))");
     if let Some(f) = &q.filter {
         qb.push(" AND ");

@@ -40,6 +40,9 @@ type RunRow = (
 const RUN_COLUMNS: &str =
     "r.run_pk, r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
                            r.end_time, r.artifact_uri, r.lifecycle_stage";
+/// The same columns unqualified, for `RETURNING` (which takes no table alias).
+const RUN_COLUMNS_BARE: &str = "run_pk, run_id, experiment_id, name, user_id, status, \
+                                start_time, end_time, artifact_uri, lifecycle_stage";
 
 /// Rows of metrics that go through SQLite: NaN cannot be stored as REAL (it becomes NULL),
 /// so it is stored as 0 with a flag.
@@ -195,7 +198,7 @@ async fn hydrate(pool: &SqlitePool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
         return Ok(Vec::new());
     }
     let pks: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    let list = serde_json::Value::from(pks).to_string();
+    let list = json_list(&pks);
     const IN_IDS: &str = "run_pk IN (SELECT value FROM json_each(?))";
 
     let mut data: HashMap<i64, RunData> = HashMap::new();
@@ -352,8 +355,7 @@ pub(crate) async fn update(store: &SqliteStore, u: &RunUpdate) -> CoreResult<Run
     let run_pk = check_active(&mut tx, &u.run_id).await?;
     let row: RunRow = sqlx::query_as(&format!(
         "UPDATE runs SET status = coalesce(?, status), end_time = coalesce(?, end_time), \
-         name = coalesce(?, name) WHERE run_pk = ? RETURNING {}",
-        RUN_COLUMNS.replace("r.", "")
+         name = coalesce(?, name) WHERE run_pk = ? RETURNING {RUN_COLUMNS_BARE}"
     ))
     .bind(u.status.map(|s| s.as_str()))
     .bind(u.end_time)
@@ -656,7 +658,7 @@ pub(crate) async fn search(pool: &SqlitePool, q: &RunSearch) -> CoreResult<Page<
         }
         many => {
             qb.push(" WHERE r.experiment_id IN (SELECT value FROM json_each(");
-            qb.push_bind(serde_json::Value::from(many.to_vec()).to_string());
+            qb.push_bind(json_list(many));
             qb.push("))");
         }
     }
@@ -876,7 +878,7 @@ pub(crate) async fn metrics_at_steps(
     ))
     .bind(run_id)
     .bind(key)
-    .bind(serde_json::Value::from(steps.to_vec()).to_string())
+    .bind(json_list(steps))
     .fetch_all(pool)
     .await
     .map_err(db_err)?;

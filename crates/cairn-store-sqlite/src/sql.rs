@@ -116,7 +116,7 @@ fn push_compare(
                 "{column} {} (SELECT value FROM json_each(",
                 sql_op(op)
             ));
-            qb.push_bind(serde_json::Value::from(items.clone()).to_string());
+            qb.push_bind(json_list(items));
             qb.push("))");
         }
         (_, Value::Str(s)) => {
@@ -323,15 +323,10 @@ pub(crate) fn push_order_by(
     qb.push(tie_breakers);
 }
 
-/// JSON array text for binding a list to `json_each(?)`.
-pub(crate) fn json_list<S: AsRef<str>>(items: &[S]) -> String {
-    serde_json::Value::from(
-        items
-            .iter()
-            .map(|s| s.as_ref().to_string())
-            .collect::<Vec<_>>(),
-    )
-    .to_string()
+/// JSON array text for binding a list (of strings or integers) to `json_each(?)`.
+pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    // Serialising a slice of strings or integers cannot fail.
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string())
 }
 
 /// Runs an aggregate query whose single column is a JSON array of rows (built with
