@@ -1,15 +1,104 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: Rust lint gates, Rust unit/integration tests,
-# then the Python conformance suite driving `cairn server` with the real mlflow client.
+# then the Python conformance suite driving `cairn server` with the real mlflow client,
+# once on SQLite and once on PostgreSQL.
 # Installs what it needs (a venv with the pinned mlflow) on first use.
+#
+# PostgreSQL is required, never skipped: CAIRN_TEST_PG_URL (default
+# postgres://postgres@127.0.0.1:5432/postgres) is an admin URL; the Rust PostgreSQL tests
+# and this script create (and drop) their own databases through it. If the server there is
+# down, the script tries to start the local cluster and fails if it cannot.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${CAIRN_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
+export CAIRN_TEST_PG_URL="${CAIRN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+PG_START_TIMEOUT_S=30
 
 step() { printf '\n==> %s\n' "$*"; }
+die() {
+    printf '\n!!! %s\n' "$*" >&2
+    exit 1
+}
+
+# The admin URL without any password, for messages.
+pg_url_redacted() { printf '%s' "$CAIRN_TEST_PG_URL" | sed -E 's#^([a-z]+://[^:/@]*):[^@]*@#\1:***@#'; }
+
+# psql against the admin database: no .psqlrc, stop on the first error, unaligned output.
+pg_admin() { psql "$CAIRN_TEST_PG_URL" -X -v ON_ERROR_STOP=1 -q -A -t "$@"; }
+
+# The admin URL with its database replaced by $1 (any ?query is kept).
+pg_url_for_db() {
+    local url="$CAIRN_TEST_PG_URL" query="" rest
+    if [[ "$url" == *\?* ]]; then
+        query="?${url#*\?}"
+        url="${url%%\?*}"
+    fi
+    rest="${url#*://}"
+    if [[ "$rest" == */* ]]; then
+        url="${url%/*}"
+    fi
+    printf '%s/%s%s' "$url" "$1" "$query"
+}
+
+# Makes sure PostgreSQL answers at CAIRN_TEST_PG_URL, starting the local cluster if needed.
+ensure_postgres() {
+    if ! command -v pg_isready >/dev/null || ! command -v psql >/dev/null; then
+        die "PostgreSQL client tools (pg_isready, psql) are not installed; the test suite needs PostgreSQL 15 (apt-get install postgresql)"
+    fi
+    if pg_isready -q -d "$CAIRN_TEST_PG_URL"; then
+        return
+    fi
+    echo "PostgreSQL at $(pg_url_redacted) is not accepting connections; trying to start it"
+    local started=0 conf version
+    if command -v pg_ctlcluster >/dev/null; then
+        for conf in /etc/postgresql/*/main; do
+            [ -d "$conf" ] || continue
+            version="$(basename "$(dirname "$conf")")"
+            if pg_ctlcluster --skip-systemctl-redirect "$version" main start; then
+                started=1
+            else
+                echo "pg_ctlcluster $version main start failed" >&2
+            fi
+        done
+    fi
+    if [ "$started" = 0 ] && command -v service >/dev/null; then
+        service postgresql start || echo "service postgresql start failed" >&2
+    fi
+    local waited=0
+    until pg_isready -q -d "$CAIRN_TEST_PG_URL"; do
+        if [ "$waited" -ge "$PG_START_TIMEOUT_S" ]; then
+            pg_isready -d "$CAIRN_TEST_PG_URL" >&2 || true
+            die "PostgreSQL is DOWN at $(pg_url_redacted) and could not be started within ${PG_START_TIMEOUT_S}s. The PostgreSQL tests are required, not optional: start it (pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start) or point CAIRN_TEST_PG_URL at a reachable server."
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "PostgreSQL is up after ${waited}s"
+}
+
+# Drops databases that earlier, interrupted runs left behind: those named like ours that
+# nobody is connected to and that are older than a few minutes (a concurrent run's fresh
+# database is left alone).
+drop_stale_databases() {
+    local stale db
+    stale="$(pg_admin -c "
+        SELECT d.datname FROM pg_database d
+        WHERE (d.datname LIKE 'cairn\_test\_%' OR d.datname LIKE 'cairn\_conformance\_%')
+          AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
+          AND (pg_stat_file('base/' || d.oid || '/PG_VERSION')).modification
+              < now() - interval '5 minutes'")"
+    for db in $stale; do
+        echo "dropping stale database $db"
+        pg_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+    done
+}
+
+step "PostgreSQL at $(pg_url_redacted)"
+ensure_postgres
+drop_stale_databases
 
 step "Python venv with the pinned mlflow client ($VENV)"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -32,5 +121,21 @@ cargo test --workspace
 step "build the server binary for the conformance suite"
 cargo build -p cairn --bin cairn
 
-step "Python conformance suite (real mlflow==3.17.2 client)"
-CAIRN_BIN="$ROOT/target/debug/cairn" "$VENV/bin/python" -m pytest tests/conformance -q -p no:cacheprovider
+step "Python conformance suite on SQLite (real mlflow==3.17.2 client)"
+CAIRN_BIN="$ROOT/target/debug/cairn" \
+    "$VENV/bin/python" -m pytest tests/conformance -q -p no:cacheprovider
+
+CONFORMANCE_DB="cairn_conformance_$$"
+drop_conformance_db() {
+    pg_admin -c "DROP DATABASE IF EXISTS \"$CONFORMANCE_DB\" WITH (FORCE)" ||
+        echo "could not drop database $CONFORMANCE_DB" >&2
+}
+step "Python conformance suite on PostgreSQL (database $CONFORMANCE_DB)"
+ensure_postgres
+trap drop_conformance_db EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+pg_admin -c "CREATE DATABASE \"$CONFORMANCE_DB\""
+CAIRN_BIN="$ROOT/target/debug/cairn" \
+    CONFORMANCE_BACKEND_STORE_URI="$(pg_url_for_db "$CONFORMANCE_DB")" \
+    "$VENV/bin/python" -m pytest tests/conformance -q -p no:cacheprovider
