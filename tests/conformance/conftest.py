@@ -6,7 +6,14 @@ expectation is MLflow's real behaviour) or against Cairn. The target is chosen b
 * ``CONFORMANCE_URL``: use an already running server; nothing is started.
 * ``CONFORMANCE_TARGET=mlflow``: start ``mlflow server`` on a SQLite file in a temp dir.
 * ``CONFORMANCE_TARGET=cairn`` (default): start ``$CAIRN_BIN server`` (default
-  ``<repo>/target/release/cairn``) on a SQLite file in a temp dir.
+  ``<repo>/target/release/cairn``) on a SQLite file in a temp dir, or on
+  ``$CONFORMANCE_BACKEND_STORE_URI`` when that is set (e.g.
+  ``postgresql://postgres@127.0.0.1:5432/cairn_conformance_1``, a fresh database the
+  caller creates and drops; ``scripts/test.sh`` does). It is a separate name from the
+  server's own ``CAIRN_BACKEND_STORE_URI`` so a developer's setting never leaks into the
+  suite.
+
+The pytest header names the backend the session runs on.
 
 Tests marked ``cairn_only`` exercise Cairn extensions (``OR``/parentheses in filters, JSON
 404 bodies) and are skipped when the target is stock MLflow.
@@ -23,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 # The client must never phone home, and must not hang on retries by default in this suite.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -47,6 +55,42 @@ STARTUP_TIMEOUT_S = 120.0
 def target() -> str:
     """Which server implementation the suite is talking to: ``mlflow`` or ``cairn``."""
     return os.environ.get("CONFORMANCE_TARGET", "cairn").strip().lower()
+
+
+def backend_store_uri() -> str | None:
+    """The ``--backend-store-uri`` Cairn is started with, or None for a temp SQLite file."""
+    return os.environ.get("CONFORMANCE_BACKEND_STORE_URI", "").strip() or None
+
+
+def _redact(uri: str) -> str:
+    """``uri`` with any password replaced by ``***``."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _session_line() -> str:
+    if os.environ.get("CONFORMANCE_URL"):
+        return f"conformance target: already running server at {os.environ['CONFORMANCE_URL']}"
+    kind = target()
+    uri = backend_store_uri() if kind == "cairn" else None
+    backend = _redact(uri) if uri else "SQLite file in a temp dir"
+    return f"conformance target: {kind}; backend store: {backend}"
+
+
+def pytest_report_header(config):
+    return _session_line()
+
+
+def pytest_sessionstart(session):
+    # -q hides the report header; name the backend all the same.
+    if session.config.option.verbose < 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(_session_line())
 
 
 def pytest_configure(config):
@@ -116,7 +160,7 @@ def _server_command(kind: str, tmp: Path, port: int) -> list[str]:
             "--port",
             str(port),
             "--backend-store-uri",
-            f"sqlite:///{tmp}/cairn.db",
+            backend_store_uri() or f"sqlite:///{tmp}/cairn.db",
         ]
     raise pytest.UsageError(f"unknown CONFORMANCE_TARGET={kind!r} (expected mlflow or cairn)")
 
