@@ -79,13 +79,36 @@ struct Args {
     #[arg(long)]
     creates: Option<usize>,
 
-    /// Runs to populate before searching [default: 10000, quick 300].
-    #[arg(long)]
-    search_runs: Option<usize>,
+    /// Search data-set sizes, comma-separated; each size grows the previous
+    /// data set and is searched in turn [default: 10000,100000, quick 300,2000].
+    #[arg(long, value_delimiter = ',')]
+    search_runs: Vec<usize>,
+
+    /// max_results of each measured search variant, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [100])]
+    search_max_results: Vec<usize>,
 
     /// Measured searches per variant [default: 50, quick 5].
     #[arg(long)]
     search_iters: Option<usize>,
+
+    /// Populate the search data set with this command instead of the REST API
+    /// (for servers whose API is too slow to load 100k runs). `{data}`,
+    /// `{experiment_id}`, `{start}` and `{end}` are substituted; it must add
+    /// runs start..end exactly as populating through the API would.
+    #[arg(long)]
+    search_populate_cmd: Option<String>,
+
+    /// Command run (untimed) after each data set-up phase, e.g. ANALYZE on
+    /// PostgreSQL; `{data}` is substituted.
+    #[arg(long)]
+    after_populate_cmd: Option<String>,
+
+    /// Seconds after which a measured phase stops issuing requests (each client
+    /// still makes at least 5), so a slow server finishes in bounded time
+    /// [default: 40, quick 10].
+    #[arg(long)]
+    phase_budget_s: Option<f64>,
 
     /// Points in the metric-history run [default: 100000, quick 10000].
     #[arg(long)]
@@ -136,17 +159,36 @@ impl Args {
             log_batch_requests: pick(self.log_batch_requests, 200, 20),
             log_batch_per_client: pick(self.log_batch_per_client, 50, 3),
             creates: pick(self.creates, 500, 48),
-            search_runs: pick(self.search_runs, 10_000, 300),
+            search_runs: if self.search_runs.is_empty() {
+                if q {
+                    vec![300, 2_000]
+                } else {
+                    vec![10_000, 100_000]
+                }
+            } else {
+                self.search_runs.clone()
+            },
+            search_max_results: self.search_max_results.clone(),
             search_iters: pick(self.search_iters, 50, 5),
             history_points: pick(self.history_points, 100_000, 10_000),
             history_page_size: pick(self.history_page_size, 25_000, 2_500),
             history_iters: pick(self.history_iters, 10, 2),
             warmup: pick(self.warmup, 5, 2),
             populate_concurrency: self.populate_concurrency,
+            phase_budget_s: self.phase_budget_s.unwrap_or(if q { 10.0 } else { 40.0 }),
+            search_populate_cmd: self.search_populate_cmd.clone(),
+            after_populate_cmd: self.after_populate_cmd.clone(),
             timeout: Duration::from_secs(self.request_timeout_s),
+            data_dir: None,
         };
         if cfg.clients == 0 || cfg.history_page_size == 0 || cfg.populate_concurrency == 0 {
             bail!("--clients, --history-page-size and --populate-concurrency must be > 0");
+        }
+        if cfg.search_runs.contains(&0) || cfg.search_max_results.contains(&0) {
+            bail!("--search-runs and --search-max-results must be > 0");
+        }
+        if cfg.phase_budget_s.is_nan() || cfg.phase_budget_s <= 0.0 {
+            bail!("--phase-budget-s must be > 0");
         }
         Ok(cfg)
     }
@@ -166,7 +208,7 @@ async fn main() -> ExitCode {
 
 /// Returns Ok(false) when the benchmark ran but some workload had errors.
 async fn run(args: Args) -> Result<bool> {
-    let cfg = args.config()?;
+    let mut cfg = args.config()?;
     let started_at_ms = http::now_ms();
 
     // Start (or attach to) the server.
@@ -188,6 +230,7 @@ async fn run(args: Args) -> Result<bool> {
             ..ServerFigures::default()
         };
         let base = srv.base_url.clone();
+        cfg.data_dir = Some(srv.data_dir.clone());
         spawned = Some((srv, figures));
         base
     } else {
@@ -217,9 +260,7 @@ async fn run(args: Args) -> Result<bool> {
                 figures.peak_sampled = s.finish();
             }
             // The last sample may predate the final workload's growth.
-            if figures.loaded.rss_kib > figures.peak_sampled.rss_kib {
-                figures.peak_sampled = figures.loaded;
-            }
+            figures.peak_sampled = figures.peak_sampled.max(&figures.loaded);
             figures.shutdown_ms = srv.stop()?.as_secs_f64() * 1e3;
             if args.keep_data {
                 eprintln!("[bench] data dir kept: {}", srv.data_dir.display());
@@ -334,10 +375,7 @@ async fn run_workloads(
     }
     if wants(Workload::Search) {
         phase("search");
-        match workloads::search(cfg, base, &format!("{exp_name}-search")).await {
-            Ok(rs) => out.extend(rs),
-            Err(e) => out.push(WorkloadResult::failed("search", &e)),
-        }
+        out.extend(workloads::search(cfg, base, &format!("{exp_name}-search")).await);
     }
     if wants(Workload::History) {
         phase("history");
@@ -350,7 +388,7 @@ async fn run_workloads(
 }
 
 /// Progress on stderr so stdout stays the clean table.
-fn phase(name: &str) {
+pub(crate) fn phase(name: &str) {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
     eprintln!("[bench] +{t:6.1}s {name}");

@@ -24,6 +24,18 @@ pub struct MemSnapshot {
     pub processes: usize,
 }
 
+impl MemSnapshot {
+    /// Field-wise maximum of two snapshots.
+    pub fn max(&self, other: &MemSnapshot) -> MemSnapshot {
+        MemSnapshot {
+            rss_kib: self.rss_kib.max(other.rss_kib),
+            pss_kib: self.pss_kib.max(other.pss_kib),
+            hwm_sum_kib: self.hwm_sum_kib.max(other.hwm_sum_kib),
+            processes: self.processes.max(other.processes),
+        }
+    }
+}
+
 /// `(ppid, pgrp, state)` of every live process, parsed from `/proc/<pid>/stat`.
 fn process_table() -> HashMap<u32, (u32, i32, char)> {
     let mut table = HashMap::new();

@@ -43,8 +43,8 @@ pub struct ServerFigures {
     pub idle: MemSnapshot,
     /// Tree memory right after the last workload.
     pub loaded: MemSnapshot,
-    /// The largest tree RSS seen: sampled every 250 ms during the workloads,
-    /// and `loaded` if that is larger.
+    /// The largest tree memory seen, field by field: sampled every 250 ms
+    /// during the workloads, and `loaded` if that is larger.
     pub peak_sampled: MemSnapshot,
     pub shutdown_ms: f64,
 }
@@ -140,6 +140,12 @@ impl Report {
             );
         }
         println!("(parenthesised rows are data set-up, not benchmark figures)");
+        for w in self.workloads.iter().filter(|w| w.planned > w.requests) {
+            println!(
+                "  {}: time budget reached after {} of {} planned requests",
+                w.name, w.requests, w.planned
+            );
+        }
         for w in self.workloads.iter().filter(|w| !w.extra.is_empty()) {
             let extras: Vec<String> = w.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("  {}: {}", w.name, extras.join(" "));

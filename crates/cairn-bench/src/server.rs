@@ -191,8 +191,9 @@ pub fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// Background thread that keeps the largest tree RSS seen, sampled every
-/// 250 ms while the workloads run (a /proc walk costs well under a ms).
+/// Background thread that keeps the largest tree memory seen, sampled every
+/// 250 ms while the workloads run (a /proc walk costs a few ms at most). Each
+/// field is its own maximum: peak PSS and peak RSS need not be one sample.
 pub struct PeakSampler {
     stop: Arc<AtomicBool>,
     peak: Arc<Mutex<MemSnapshot>>,
@@ -208,9 +209,7 @@ impl PeakSampler {
             while !stop2.load(Ordering::Relaxed) {
                 let snap = procfs::snapshot(root, pgid);
                 if let Ok(mut p) = peak2.lock() {
-                    if snap.rss_kib > p.rss_kib {
-                        *p = snap;
-                    }
+                    *p = p.max(&snap);
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }

@@ -16,6 +16,9 @@ pub struct Recorder {
     pub ok: u64,
     /// Measured requests attempted, successful or not (warm-up excluded).
     pub attempts: u64,
+    /// Measured requests planned (more than `attempts` if a time budget cut
+    /// the phase short); 0 when the caller does not track it.
+    pub planned: u64,
     /// Failed requests, warm-up ones included: failures are never hidden.
     pub errors: u64,
     pub error_samples: Vec<String>,
@@ -50,6 +53,7 @@ impl Recorder {
         self.server_ms.extend(other.server_ms);
         self.ok += other.ok;
         self.attempts += other.attempts;
+        self.planned += other.planned;
         self.errors += other.errors;
         for e in other.error_samples {
             if self.error_samples.len() < MAX_ERROR_SAMPLES {

@@ -2,11 +2,13 @@
 //! phases (populating data) are reported too, flagged `setup`, so their errors
 //! are visible, but they are not benchmark figures.
 
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use reqwest::{Client, Url};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -24,16 +26,39 @@ pub struct Config {
     pub log_batch_requests: usize,
     pub log_batch_per_client: usize,
     pub creates: usize,
-    pub search_runs: usize,
+    /// Data-set sizes searched, ascending; each grows the previous one.
+    pub search_runs: Vec<usize>,
+    /// `max_results` of each measured search variant.
+    pub search_max_results: Vec<usize>,
     pub search_iters: usize,
     pub history_points: usize,
     pub history_page_size: usize,
     pub history_iters: usize,
     pub warmup: usize,
     pub populate_concurrency: usize,
+    /// A measured phase stops issuing requests after this many seconds (once
+    /// every client has done `MIN_MEASURED`), so slow servers finish in time.
+    pub phase_budget_s: f64,
+    /// External command that populates the search data set instead of the
+    /// REST API (`{data}`, `{experiment_id}`, `{start}`, `{end}` substituted).
+    pub search_populate_cmd: Option<String>,
+    /// Command run after every data set-up phase, untimed (`{data}` substituted).
+    pub after_populate_cmd: Option<String>,
     #[serde(skip)]
     pub timeout: Duration,
+    /// The spawned server's temp dir, for `{data}` in the commands above.
+    #[serde(skip)]
+    pub data_dir: Option<PathBuf>,
 }
+
+impl Config {
+    fn budget(&self) -> Duration {
+        Duration::try_from_secs_f64(self.phase_budget_s).unwrap_or(Duration::MAX)
+    }
+}
+
+/// Requests every client makes in a measured phase even past the time budget.
+pub const MIN_MEASURED: usize = 5;
 
 #[derive(Debug, Serialize)]
 pub struct WorkloadResult {
@@ -44,6 +69,9 @@ pub struct WorkloadResult {
     pub clients: usize,
     /// Measured requests attempted (warm-up excluded).
     pub requests: u64,
+    /// Measured requests planned; more than `requests` when the phase hit its
+    /// time budget.
+    pub planned: u64,
     /// All failures, warm-up included.
     pub errors: u64,
     pub error_samples: Vec<String>,
@@ -69,6 +97,7 @@ impl WorkloadResult {
             setup: false,
             clients,
             requests: 0,
+            planned: 0,
             errors: 0,
             error_samples: Vec::new(),
             wall_s: 0.0,
@@ -91,6 +120,7 @@ impl WorkloadResult {
 
     fn fill(&mut self, rec: Recorder, wall_s: f64, item: Option<(&'static str, f64)>) {
         self.requests = rec.attempts;
+        self.planned = rec.planned.max(rec.attempts);
         self.wall_s = wall_s;
         self.req_per_s = if wall_s > 0.0 {
             rec.ok as f64 / wall_s
@@ -130,9 +160,9 @@ async fn drive(
     let mut tasks = Vec::with_capacity(plans.len());
     for plan in plans {
         let (url, barrier, validate) = (url.to_string(), barrier.clone(), validate.clone());
-        let timeout = cfg.timeout;
+        let (timeout, budget) = (cfg.timeout, cfg.budget());
         tasks.push(tokio::task::spawn_blocking(move || {
-            client_thread(plan, &url, &barrier, validate.as_ref(), timeout)
+            client_thread(plan, &url, &barrier, validate.as_ref(), timeout, budget)
         }));
     }
     let mut total = Recorder::default();
@@ -165,15 +195,20 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Body of one simulated client's OS thread: warm-up, barrier, measured run.
 /// Returns the measured span; it always reaches the barrier, even on a set-up
-/// failure, so the other clients cannot deadlock.
+/// failure, so the other clients cannot deadlock. After `budget` the client
+/// stops once it has made `MIN_MEASURED` measured requests.
 fn client_thread(
     plan: ClientPlan,
     url: &str,
     barrier: &Barrier,
     validate: Option<&Validator>,
     timeout: Duration,
+    budget: Duration,
 ) -> (Recorder, Option<(Instant, Instant)>) {
-    let mut rec = Recorder::default();
+    let mut rec = Recorder {
+        planned: plan.measured.len() as u64,
+        ..Recorder::default()
+    };
     let ready = client_runtime().and_then(|rt| {
         let client = {
             let _in_rt = rt.enter();
@@ -199,7 +234,10 @@ fn client_thread(
     barrier.wait();
     let start = Instant::now();
     rt.block_on(async {
-        for body in plan.measured {
+        for (k, body) in plan.measured.into_iter().enumerate() {
+            if k >= MIN_MEASURED && start.elapsed() >= budget {
+                break;
+            }
             match one(&client, url, body, validate).await {
                 Ok(t) => rec.success(t.elapsed_ms, t.server_ms),
                 Err(e) => rec.measured_error(e),
@@ -337,37 +375,347 @@ fn metric_of(run: &Value, key: &str) -> Option<f64> {
         .as_f64()
 }
 
-/// Populates `cfg.search_runs` runs (2 metrics, 3 params, 2 tags each) with
-/// concurrent clients, then times the two search variants.
-pub async fn search(cfg: &Config, base: &str, exp_name: &str) -> Result<Vec<WorkloadResult>> {
+/// Run `i` of the search data set: a pure function of `i`, so every server
+/// (and `scripts/bench_populate_mlflow.py`, which mirrors it) holds the same data.
+struct SearchRun {
+    name: String,
+    tags: [(&'static str, String); 2],
+    params: [(&'static str, String); 3],
+    loss: f64,
+    acc: f64,
+}
+
+impl SearchRun {
+    fn new(i: usize) -> Self {
+        SearchRun {
+            name: format!("search-{i}"),
+            tags: [
+                ("family", format!("f{}", i % 7)),
+                ("bench.idx", i.to_string()),
+            ],
+            params: [
+                ("lr", format!("{:.4}", 0.001 * (1 + i % 10) as f64)),
+                ("batch_size", (16 << (i % 4)).to_string()),
+                ("optimizer", ["adam", "sgd", "adamw"][i % 3].to_string()),
+            ],
+            loss: unit_rand(2 * i as u64),
+            acc: unit_rand(2 * i as u64 + 1),
+        }
+    }
+
+    /// Checks a run returned by runs/search against what was populated.
+    fn check(run: &Value) -> Result<(), String> {
+        let name = run["info"]["run_name"].as_str().unwrap_or_default();
+        let i: usize = name
+            .strip_prefix("search-")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("unexpected run name {name:?}"))?;
+        let want = SearchRun::new(i);
+        let pairs = |field: &str| -> Vec<(String, String)> {
+            run["data"][field]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+                .iter()
+                .map(|kv| {
+                    let s = |k: &str| kv[k].as_str().unwrap_or_default().to_string();
+                    (s("key"), s("value"))
+                })
+                .collect()
+        };
+        let tags = pairs("tags");
+        let run_name_tag = ("mlflow.runName", want.name.clone());
+        for (k, v) in want.tags.iter().chain(std::iter::once(&run_name_tag)) {
+            if !tags.iter().any(|(tk, tv)| tk == k && tv == v) {
+                return Err(format!("{name}: tag {k}={v} missing (got {tags:?})"));
+            }
+        }
+        let mut params = pairs("params");
+        params.sort();
+        let mut want_params: Vec<(String, String)> = want
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        want_params.sort();
+        if params != want_params {
+            return Err(format!(
+                "{name}: params {params:?}, expected {want_params:?}"
+            ));
+        }
+        let n_metrics = run["data"]["metrics"].as_array().map_or(0, Vec::len);
+        let (loss, acc) = (metric_of(run, "loss"), metric_of(run, "acc"));
+        if n_metrics != 2 || loss != Some(want.loss) || acc != Some(want.acc) {
+            return Err(format!(
+                "{name}: {n_metrics} metrics, loss {loss:?} acc {acc:?}, expected {} {}",
+                want.loss, want.acc
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How many of runs `0..n` match `metrics.loss < 0.5`.
+fn matching_runs(n: usize) -> usize {
+    (0..n).filter(|&i| SearchRun::new(i).loss < 0.5).count()
+}
+
+/// "10k" for 10000, "1500" for 1500: workload names stay short and stable.
+pub fn size_label(n: usize) -> String {
+    if n >= 1000 && n.rem_euclid(1000) == 0 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// FNV-1a over the run names of a result page, in order: equal fingerprints
+/// from two servers mean they returned the same runs in the same order.
+fn page_fingerprint(names: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in names.join("\n").bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Runs a set-up command through `sh -c` with `{name}` placeholders replaced;
+/// its stdout goes to our stderr so stdout stays the results table.
+async fn run_command(what: &str, template: &str, vars: Vec<(&'static str, String)>) -> Result<()> {
+    let mut cmd = template.to_string();
+    for (k, v) in &vars {
+        cmd = cmd.replace(&format!("{{{k}}}"), v);
+    }
+    eprintln!("[bench] {what}: {cmd}");
+    let shown = cmd.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::io::stderr()))
+            .status()
+    })
+    .await
+    .context("command thread panicked")?
+    .with_context(|| format!("running {what} command: {shown}"))?;
+    if !status.success() {
+        bail!("{what} command failed ({status}): {shown}");
+    }
+    Ok(())
+}
+
+/// Runs `--after-populate-cmd`, if any, after a data set-up phase.
+pub async fn after_populate(cfg: &Config) -> Result<()> {
+    match &cfg.after_populate_cmd {
+        Some(t) => run_command("after-populate", t, data_var(cfg)).await,
+        None => Ok(()),
+    }
+}
+
+fn data_var(cfg: &Config) -> Vec<(&'static str, String)> {
+    let data = cfg
+        .data_dir
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    vec![("data", data)]
+}
+
+/// Grows the search data set to each size in `cfg.search_runs` in turn (runs
+/// with 2 metrics, 3 params, 2 tags), then times each search variant on it.
+/// A failure ends the sequence but keeps the figures measured before it.
+pub async fn search(cfg: &Config, base: &str, exp_name: &str) -> Vec<WorkloadResult> {
+    let mut results = Vec::new();
+    if let Err(e) = search_sizes(cfg, base, exp_name, &mut results).await {
+        results.push(WorkloadResult::failed("search", &e));
+    }
+    results
+}
+
+async fn search_sizes(
+    cfg: &Config,
+    base: &str,
+    exp_name: &str,
+    results: &mut Vec<WorkloadResult>,
+) -> Result<()> {
     let setup = new_client(cfg.timeout)?;
     let experiment_id = http::create_experiment(&setup, base, exp_name).await?;
+    let mut sizes = cfg.search_runs.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut have = 0;
+    for n in sizes {
+        let label = size_label(n);
+        crate::phase(&format!("search: populating runs {have}..{n}"));
+        let pop = populate(cfg, base, &experiment_id, have, n).await?;
+        let failed = pop.errors > 0;
+        results.push(pop);
+        if failed {
+            bail!("populating the search data set failed (see search_populate_{label})");
+        }
+        have = n;
+        after_populate(cfg).await?;
+        let matching = matching_runs(n);
+        for &max_results in &cfg.search_max_results {
+            let name = format!("search_{label}_{max_results}");
+            crate::phase(&name);
+            let r = search_variant(cfg, base, &setup, &experiment_id, n, matching, max_results)
+                .await
+                .unwrap_or_else(|e| WorkloadResult::failed(&name, &e));
+            results.push(r);
+        }
+    }
+    Ok(())
+}
 
-    // --- populate (setup) ---
-    let next = Arc::new(AtomicUsize::new(0));
-    let matching = Arc::new(AtomicUsize::new(0));
-    let n_runs = cfg.search_runs;
+/// One measured search variant over the first `n` runs.
+async fn search_variant(
+    cfg: &Config,
+    base: &str,
+    setup: &Client,
+    experiment_id: &str,
+    n: usize,
+    matching: usize,
+    max_results: usize,
+) -> Result<WorkloadResult> {
+    let label = size_label(n);
+    let query = json!({
+        "experiment_ids": [experiment_id],
+        "filter": "metrics.loss < 0.5",
+        "order_by": ["metrics.acc DESC"],
+        "max_results": max_results,
+    });
+    let expected = matching.min(max_results);
+    // Fast-but-wrong must not pass: check row count, filter and order on
+    // every response, and every run's full contents once, untimed.
+    let validate: Validator = Arc::new(move |t: &Timed| {
+        let v = t.json()?;
+        let runs = v["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        if runs.len() != expected {
+            return Err(format!("expected {expected} runs, got {}", runs.len()));
+        }
+        let mut prev = f64::INFINITY;
+        for run in runs {
+            let loss = metric_of(run, "loss").ok_or("run without metrics.loss")?;
+            let acc = metric_of(run, "acc").ok_or("run without metrics.acc")?;
+            if loss >= 0.5 {
+                return Err(format!("filter violated: loss {loss}"));
+            }
+            if acc > prev {
+                return Err("not ordered by metrics.acc DESC".into());
+            }
+            prev = acc;
+        }
+        Ok(())
+    });
+    let first = http::setup_post(setup, base, "/runs/search", &query).await?;
+    let runs = first["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    for run in runs {
+        SearchRun::check(run).map_err(|e| anyhow::anyhow!("populated data is wrong: {e}"))?;
+    }
+    let names: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r["info"]["run_name"].as_str())
+        .collect();
+
+    let body = query.to_string();
+    let plan = ClientPlan {
+        warmup: vec![body.clone(); cfg.warmup.min(3)],
+        measured: vec![body; cfg.search_iters],
+    };
+    let url = format!("{base}{API}/runs/search");
+    let (rec, wall) = drive(cfg, &url, vec![plan], Some(validate)).await?;
+    let mut r = WorkloadResult::new(
+        format!("search_{label}_{max_results}"),
+        format!(
+            "POST runs/search over {n} runs, filter metrics.loss < 0.5, \
+             order_by metrics.acc DESC, max_results {max_results}"
+        ),
+        1,
+    );
+    r.fill(rec, wall, None);
+    r.extra.insert("runs".into(), json!(n));
+    r.extra.insert("max_results".into(), json!(max_results));
+    r.extra.insert("rows_per_request".into(), json!(expected));
+    r.extra
+        .insert("page_fingerprint".into(), json!(page_fingerprint(&names)));
+    r.extra.insert(
+        "page_head".into(),
+        json!(names.iter().take(3).collect::<Vec<_>>()),
+    );
+    Ok(r)
+}
+
+/// Adds runs `start..end` to the search experiment, via the REST API or
+/// `--search-populate-cmd`. A set-up result; errors are in it, not returned.
+async fn populate(
+    cfg: &Config,
+    base: &str,
+    experiment_id: &str,
+    start: usize,
+    end: usize,
+) -> Result<WorkloadResult> {
     let started = Instant::now();
+    let label = size_label(end);
+    let (rec, how) = match &cfg.search_populate_cmd {
+        Some(template) => {
+            let mut vars = data_var(cfg);
+            vars.extend([
+                ("experiment_id", experiment_id.to_string()),
+                ("start", start.to_string()),
+                ("end", end.to_string()),
+            ]);
+            let mut rec = Recorder::default();
+            match run_command("search-populate", template, vars).await {
+                Ok(()) => rec.success(started.elapsed().as_secs_f64() * 1e3, None),
+                Err(e) => rec.measured_error(format!("{e:#}")),
+            }
+            (rec, "--search-populate-cmd (direct database insert)")
+        }
+        None => (
+            populate_rest(cfg, base, experiment_id, start, end).await?,
+            "runs/create + runs/log-batch",
+        ),
+    };
+    let mut pop = WorkloadResult::new(
+        format!("search_populate_{label}"),
+        format!("setup: runs {start}..{end} via {how} (2 metrics, 3 params, 2 tags + run name)"),
+        cfg.populate_concurrency,
+    );
+    pop.setup = true;
+    let wall = started.elapsed().as_secs_f64();
+    pop.fill(rec, wall, None);
+    pop.item = Some("runs");
+    pop.items_per_s = Some((end - start) as f64 / wall.max(1e-9));
+    pop.extra.insert("runs_added".into(), json!(end - start));
+    Ok(pop)
+}
+
+/// Populates runs `start..end` through the REST API with concurrent clients.
+async fn populate_rest(
+    cfg: &Config,
+    base: &str,
+    experiment_id: &str,
+    start: usize,
+    end: usize,
+) -> Result<Recorder> {
+    let next = Arc::new(AtomicUsize::new(start));
     let mut tasks = Vec::new();
     for _ in 0..cfg.populate_concurrency.max(1) {
         let client = new_client(cfg.timeout)?;
-        let (next, matching) = (next.clone(), matching.clone());
-        let (base, exp) = (base.to_string(), experiment_id.clone());
+        let next = next.clone();
+        let (base, exp) = (base.to_string(), experiment_id.to_string());
         tasks.push(tokio::spawn(async move {
             let mut rec = Recorder::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n_runs {
+                if i >= end {
                     break;
                 }
                 let t = Instant::now();
                 match populate_one(&client, &base, &exp, i).await {
-                    Ok(loss) => {
-                        rec.success(t.elapsed().as_secs_f64() * 1e3, None);
-                        if loss < 0.5 {
-                            matching.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    Ok(()) => rec.success(t.elapsed().as_secs_f64() * 1e3, None),
                     Err(e) => rec.measured_error(format!("run {i}: {e:#}")),
                 }
             }
@@ -378,102 +726,41 @@ pub async fn search(cfg: &Config, base: &str, exp_name: &str) -> Result<Vec<Work
     for t in tasks {
         rec.merge(t.await.context("populate task panicked")?);
     }
-    let mut pop = WorkloadResult::new(
-        "search_populate",
-        format!(
-            "setup: {n_runs} runs via runs/create + runs/log-batch (2 metrics, 3 params, 2 tags)"
-        ),
-        cfg.populate_concurrency,
-    );
-    pop.setup = true;
-    pop.fill(rec, started.elapsed().as_secs_f64(), Some(("runs", 1.0)));
-    let matching = matching.load(Ordering::Relaxed);
-    pop.extra.insert("matching_runs".into(), json!(matching));
-    let mut results = vec![pop];
-
-    // --- measured searches ---
-    let url = format!("{base}{API}/runs/search");
-    for max_results in [100usize, 1000] {
-        let body = json!({
-            "experiment_ids": [experiment_id],
-            "filter": "metrics.loss < 0.5",
-            "order_by": ["metrics.acc DESC"],
-            "max_results": max_results,
-        })
-        .to_string();
-        let expected = matching.min(max_results);
-        // Fast-but-wrong must not pass: check row count, filter and order.
-        let validate: Validator = Arc::new(move |t: &Timed| {
-            let v = t.json()?;
-            let runs = v["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            if runs.len() != expected {
-                return Err(format!("expected {expected} runs, got {}", runs.len()));
-            }
-            let mut prev = f64::INFINITY;
-            for run in runs {
-                let loss = metric_of(run, "loss").ok_or("run without metrics.loss")?;
-                let acc = metric_of(run, "acc").ok_or("run without metrics.acc")?;
-                if loss >= 0.5 {
-                    return Err(format!("filter violated: loss {loss}"));
-                }
-                if acc > prev {
-                    return Err("not ordered by metrics.acc DESC".into());
-                }
-                prev = acc;
-            }
-            Ok(())
-        });
-        let plan = ClientPlan {
-            warmup: vec![body.clone(); cfg.warmup.min(3)],
-            measured: vec![body; cfg.search_iters],
-        };
-        let (rec, wall) = drive(cfg, &url, vec![plan], Some(validate)).await?;
-        let mut r = WorkloadResult::new(
-            format!("search_{max_results}"),
-            format!(
-                "POST runs/search over {n_runs} runs, filter metrics.loss < 0.5, \
-                 order_by metrics.acc DESC, max_results {max_results}"
-            ),
-            1,
-        );
-        r.fill(rec, wall, None);
-        r.extra.insert("rows_per_request".into(), json!(expected));
-        results.push(r);
-    }
-    Ok(results)
+    Ok(rec)
 }
 
-/// Creates run `i` of the search data set; returns its loss.
-async fn populate_one(client: &Client, base: &str, exp: &str, i: usize) -> Result<f64> {
+/// Creates run `i` of the search data set through the REST API.
+async fn populate_one(client: &Client, base: &str, exp: &str, i: usize) -> Result<()> {
+    let run = SearchRun::new(i);
+    let tags: Vec<Value> = run
+        .tags
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .collect();
     let create = json!({
         "experiment_id": exp,
         "start_time": now_ms(),
-        "run_name": format!("search-{i}"),
-        "tags": [
-            { "key": "family", "value": format!("f{}", i % 7) },
-            { "key": "bench.idx", "value": i.to_string() },
-        ],
+        "run_name": run.name,
+        "tags": tags,
     });
     let v = http::setup_post(client, base, "/runs/create", &create).await?;
     let run_id = http::run_id_of(&v).context("runs/create: no run id")?;
-    let loss = unit_rand(2 * i as u64);
-    let acc = unit_rand(2 * i as u64 + 1);
     let ts = now_ms();
-    let optimizer = ["adam", "sgd", "adamw"][i % 3];
+    let params: Vec<Value> = run
+        .params
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .collect();
     let batch = json!({
         "run_id": run_id,
         "metrics": [
-            { "key": "loss", "value": loss, "timestamp": ts, "step": 0 },
-            { "key": "acc", "value": acc, "timestamp": ts, "step": 0 },
+            { "key": "loss", "value": run.loss, "timestamp": ts, "step": 0 },
+            { "key": "acc", "value": run.acc, "timestamp": ts, "step": 0 },
         ],
-        "params": [
-            { "key": "lr", "value": format!("{:.4}", 0.001 * (1 + i % 10) as f64) },
-            { "key": "batch_size", "value": (16 << (i % 4)).to_string() },
-            { "key": "optimizer", "value": optimizer },
-        ],
+        "params": params,
     });
     http::setup_post(client, base, "/runs/log-batch", &batch).await?;
-    Ok(loss)
+    Ok(())
 }
 
 /// The one metric key of the history run.
@@ -582,7 +869,12 @@ pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Ve
         started.elapsed().as_secs_f64(),
         Some(("metrics", BATCH as f64)),
     );
+    let failed = pop.errors > 0;
     let mut results = vec![pop];
+    if failed {
+        return Ok(results);
+    }
+    after_populate(cfg).await?;
 
     let variants = [
         ("history_paged", Some(cfg.history_page_size)),
@@ -591,6 +883,7 @@ pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Ve
     for (name, page_size) in variants {
         let (base, run_id) = (base.to_string(), run_id.clone());
         let (warmup, iters, timeout) = (cfg.warmup.min(1), cfg.history_iters, cfg.timeout);
+        let budget = cfg.budget();
         // Measured on its own thread + runtime, like every timed client.
         let (rec, wall, last) = tokio::task::spawn_blocking(move || {
             let rt = client_runtime()?;
@@ -599,7 +892,7 @@ pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Ve
                 new_client(timeout)?
             };
             Ok::<_, anyhow::Error>(rt.block_on(history_fetches(
-                &client, &base, &run_id, page_size, n, warmup, iters,
+                &client, &base, &run_id, page_size, n, warmup, iters, budget,
             )))
         })
         .await
@@ -626,8 +919,10 @@ pub async fn history(cfg: &Config, base: &str, experiment_id: &str) -> Result<Ve
     Ok(results)
 }
 
-/// `warmup` + `iters` full fetches of the history; returns the recorder, the
-/// measured wall time and the last successful fetch.
+/// `warmup` + `iters` full fetches of the history (fewer once the measured
+/// ones exceed `budget`); returns the recorder, the measured wall time and the
+/// last successful fetch.
+#[allow(clippy::too_many_arguments)]
 async fn history_fetches(
     client: &Client,
     base: &str,
@@ -636,13 +931,20 @@ async fn history_fetches(
     n: usize,
     warmup: usize,
     iters: usize,
+    budget: Duration,
 ) -> (Recorder, Duration, Option<Fetch>) {
     let max_pages = n / page_size.unwrap_or(BATCH).max(1) + 10;
-    let mut rec = Recorder::default();
+    let mut rec = Recorder {
+        planned: iters as u64,
+        ..Recorder::default()
+    };
     let mut last: Option<Fetch> = None;
     let mut wall = Duration::ZERO;
     for iter in 0..warmup + iters {
         let measured = iter >= warmup;
+        if measured && iter - warmup >= MIN_MEASURED && wall >= budget {
+            break;
+        }
         let t0 = Instant::now();
         let outcome = fetch_history(client, base, run_id, HISTORY_KEY, page_size, max_pages).await;
         if measured {
@@ -689,6 +991,48 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), BATCH, "every (key, step) pair must be unique");
+    }
+
+    #[test]
+    fn search_runs_match_the_python_populator() {
+        // Values printed by scripts/bench_populate_mlflow.py's unit_rand and
+        // f-strings: the MLflow data set is loaded by that script, so the two
+        // must agree bit for bit.
+        assert_eq!(unit_rand(0), 0.8833108082136426);
+        assert_eq!(unit_rand(1), 0.5665615751722809);
+        assert_eq!(unit_rand(12345), 0.1330796686614273);
+        let r = SearchRun::new(2);
+        assert_eq!(r.params[0].1, "0.0030");
+        assert_eq!(r.params[1].1, "64");
+        assert_eq!(r.params[2].1, "adamw");
+        assert_eq!(SearchRun::new(6).params[0].1, "0.0070");
+        assert_eq!(r.tags[0].1, "f2");
+        assert_eq!(size_label(100_000), "100k");
+        assert_eq!(size_label(1500), "1500");
+    }
+
+    #[test]
+    fn populated_runs_pass_their_own_check() {
+        let r = SearchRun::new(9);
+        let tags: Vec<Value> = r
+            .tags
+            .iter()
+            .chain(std::iter::once(&("mlflow.runName", r.name.clone())))
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        let params: Vec<Value> = r
+            .params
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        let mut run = json!({
+            "info": {"run_name": r.name},
+            "data": {"tags": tags, "params": params, "metrics": [
+                {"key": "loss", "value": r.loss}, {"key": "acc", "value": r.acc}]},
+        });
+        assert_eq!(SearchRun::check(&run), Ok(()));
+        run["data"]["metrics"][0]["value"] = json!(0.123);
+        assert!(SearchRun::check(&run).is_err());
     }
 
     #[test]
