@@ -492,8 +492,21 @@ fn int64(v: &Value) -> Option<i64> {
 // What was acknowledged
 // ---------------------------------------------------------------------------------------
 
-/// One metric point: (step, timestamp, value bits).
-type Point = (i64, i64, u64);
+/// One metric point, ordered by step, then timestamp, then value (all values here are
+/// positive, so their bits order like the numbers).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Point {
+    step: i64,
+    timestamp: i64,
+    bits: u64,
+}
+
+impl std::fmt::Debug for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = f64::from_bits(self.bits);
+        write!(f, "step {} ts {} value {value}", self.step, self.timestamp)
+    }
+}
 
 fn point_of(m: &Value) -> Result<(String, Point), String> {
     let key = m["key"]
@@ -504,7 +517,14 @@ fn point_of(m: &Value) -> Result<(String, Point), String> {
     let value = m["value"]
         .as_f64()
         .ok_or_else(|| format!("metric value: {m}"))?;
-    Ok((key.to_string(), (step, ts, value.to_bits())))
+    Ok((
+        key.to_string(),
+        Point {
+            step,
+            timestamp: ts,
+            bits: value.to_bits(),
+        },
+    ))
 }
 
 /// Everything the servers acknowledged for one run.
