@@ -39,6 +39,7 @@ mod inputs;
 mod log_batch;
 mod logged_models;
 mod metric_history;
+mod precision;
 mod runs;
 mod search_experiments;
 mod search_runs;
@@ -50,6 +51,7 @@ pub use inputs::*;
 pub use log_batch::*;
 pub use logged_models::*;
 pub use metric_history::*;
+pub use precision::*;
 pub use runs::*;
 pub use search_experiments::*;
 pub use search_runs::*;
@@ -146,6 +148,11 @@ macro_rules! conformance_tests {
             metric_history_order,
             metric_history_paging,
             metric_steps_and_values_at_steps,
+            // exact values
+            history_doubles_round_trip_exactly,
+            history_keeps_dataset_context,
+            history_empty_and_last_page,
+            run_data_round_trips_exactly,
             // run search
             search_runs_metric_filters,
             search_runs_param_tag_filters,

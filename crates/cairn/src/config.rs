@@ -16,6 +16,8 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 5000;
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
+/// Default PostgreSQL pool size per process.
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
 
 /// `cairn server` options as given on the command line or in the environment.
 #[derive(Clone, Default, Args)]
@@ -32,9 +34,14 @@ pub struct ServerArgs {
     /// Directory for the embedded database and local artifacts [default: ./cairn-data].
     #[arg(long, env = "CAIRN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Tracking database, e.g. `sqlite:///path/to/cairn.db` [default: <data-dir>/cairn.db].
+    /// Tracking database: `sqlite:///path/to/cairn.db` or
+    /// `postgresql://user:password@host:port/database` [default: <data-dir>/cairn.db].
     #[arg(long, env = "CAIRN_BACKEND_STORE_URI")]
     pub backend_store_uri: Option<String>,
+    /// PostgreSQL connections per server process [default: 16]. N replicas need
+    /// N × this within the database's `max_connections`.
+    #[arg(long, env = "CAIRN_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
     /// Root URI for new experiments' artifacts [default: mlflow-artifacts:/].
     #[arg(long, env = "CAIRN_DEFAULT_ARTIFACT_ROOT")]
     pub default_artifact_root: Option<String>,
@@ -54,6 +61,7 @@ struct FileConfig {
     port: Option<u16>,
     data_dir: Option<PathBuf>,
     backend_store_uri: Option<String>,
+    db_max_connections: Option<u32>,
     default_artifact_root: Option<String>,
     artifacts_destination: Option<String>,
 }
@@ -82,6 +90,10 @@ impl ServerArgs {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             backend_store_uri: self.backend_store_uri.or(file.backend_store_uri),
+            db_max_connections: self
+                .db_max_connections
+                .or(file.db_max_connections)
+                .unwrap_or(DEFAULT_DB_MAX_CONNECTIONS),
             default_artifact_root: self.default_artifact_root.or(file.default_artifact_root),
             artifacts_destination: self.artifacts_destination.or(file.artifacts_destination),
         })
@@ -99,6 +111,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Tracking database URI; `None` means SQLite in the data dir.
     pub backend_store_uri: Option<String>,
+    /// PostgreSQL pool size.
+    pub db_max_connections: u32,
     /// Root URI for new experiments' artifacts.
     pub default_artifact_root: Option<String>,
     /// Where proxied artifacts are stored.
@@ -116,6 +130,7 @@ impl fmt::Debug for ServerConfig {
                 "backend_store_uri",
                 &self.backend_store_uri.as_deref().map(redact_uri),
             )
+            .field("db_max_connections", &self.db_max_connections)
             .field("default_artifact_root", &self.default_artifact_root)
             .field("artifacts_destination", &self.artifacts_destination)
             .finish()
@@ -138,10 +153,21 @@ pub fn redact_uri(uri: &str) -> String {
 }
 
 /// A parsed backend store URI.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum BackendUri {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (may carry a password: never print it).
+    Postgres(String),
+}
+
+impl fmt::Debug for BackendUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redact_uri(url)).finish(),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -152,6 +178,7 @@ impl ServerConfig {
             port: 0,
             data_dir: data_dir.into(),
             backend_store_uri: None,
+            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             default_artifact_root: None,
             artifacts_destination: None,
         }
@@ -165,7 +192,9 @@ impl ServerConfig {
             .unwrap_or_else(|| "mlflow-artifacts:/".to_string())
     }
 
-    /// Parses the backend URI (MLflow's `sqlite:///relative` and `sqlite:////absolute`).
+    /// Parses the backend URI: MLflow's `sqlite:///relative` and `sqlite:////absolute`,
+    /// and `postgresql://` / `postgres://` URLs (MLflow's `postgresql+psycopg2://` driver
+    /// suffix is accepted and dropped).
     pub fn backend(&self) -> anyhow::Result<BackendUri> {
         let Some(uri) = self.backend_store_uri.as_deref().filter(|s| !s.is_empty()) else {
             return Ok(BackendUri::Sqlite(self.data_dir.join("cairn.db")));
@@ -176,14 +205,15 @@ impl ServerConfig {
             }
             return Ok(BackendUri::Sqlite(PathBuf::from(path)));
         }
-        let scheme = uri.split(':').next().unwrap_or("");
-        match scheme {
-            "postgresql" | "postgres" => bail!(
-                "PostgreSQL backends are not available in this build yet (got {})",
-                redact_uri(uri)
-            ),
+        let (scheme, rest) = uri.split_once("://").unwrap_or((uri, ""));
+        let base = scheme.split('+').next().unwrap_or("");
+        match base {
+            "postgresql" | "postgres" if !rest.is_empty() => {
+                Ok(BackendUri::Postgres(format!("postgresql://{rest}")))
+            }
             _ => bail!(
-                "unsupported --backend-store-uri {}: expected sqlite:///<path>",
+                "unsupported --backend-store-uri {}: expected sqlite:///<path> or \
+                 postgresql://user:password@host:port/database",
                 redact_uri(uri)
             ),
         }
@@ -213,6 +243,37 @@ mod tests {
         );
         c.backend_store_uri = Some("mysql://u:p@h/db".into());
         assert!(c.backend().is_err());
+    }
+
+    #[test]
+    fn postgres_uris() {
+        let mut c = ServerConfig::with_data_dir("/data");
+        for (given, want) in [
+            ("postgresql://u:p@h:5432/db", "postgresql://u:p@h:5432/db"),
+            (
+                "postgres://u@h/db?sslmode=require",
+                "postgresql://u@h/db?sslmode=require",
+            ),
+            ("postgresql+psycopg2://u:p@h/db", "postgresql://u:p@h/db"),
+        ] {
+            c.backend_store_uri = Some(given.into());
+            assert_eq!(
+                c.backend().ok(),
+                Some(BackendUri::Postgres(want.into())),
+                "{given}"
+            );
+        }
+        c.backend_store_uri = Some("postgresql://".into());
+        assert!(c.backend().is_err());
+        c.backend_store_uri = Some("postgresql://bob:s3cret@h/db".into());
+        let parsed = c.backend().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{parsed:?}").contains("s3cret"), "{parsed:?}");
+        c.backend_store_uri = Some("oracle://bob:s3cret@h/db".into());
+        let err = c.backend().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("unsupported") && !err.contains("s3cret"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use axum::serve::ListenerExt;
 use cairn_core::service::{TrackingConfig, TrackingService};
 use cairn_core::store::TrackingStore;
 use cairn_http::AppState;
+use cairn_store_postgres::{PgConfig, PgStore};
 use cairn_store_sqlite::{SqliteConfig, SqliteStore};
 use tokio::net::TcpListener;
 
@@ -34,6 +35,15 @@ async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn TrackingSto
             let store = SqliteStore::open(&SqliteConfig::new(&path))
                 .await
                 .with_context(|| format!("opening SQLite store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        BackendUri::Postgres(url) => {
+            let mut pg = PgConfig::new(url);
+            pg.max_connections = config.db_max_connections;
+            // OpenError names host and database only, never the password.
+            let store = PgStore::open(&pg)
+                .await
+                .context("opening the PostgreSQL store")?;
             Ok(Arc::new(store))
         }
     }

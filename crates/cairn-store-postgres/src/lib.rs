@@ -1,0 +1,321 @@
+//! PostgreSQL implementation of [`cairn_core::store::TrackingStore`].
+//!
+//! Design: one connection pool shared by reads and writes (PostgreSQL's MVCC lets them
+//! run side by side, unlike SQLite's single writer). Every trait method that writes is one
+//! transaction at READ COMMITTED; races between replicas are settled by the database, not
+//! by the process: `ON CONFLICT` for idempotent inserts and unique names, row locks where
+//! a check must hold until commit (an experiment stays active while a run is created in
+//! it), and a consistent key order in bulk writes so concurrent batches cannot deadlock.
+//! Migrations run under sqlx's PostgreSQL advisory lock, so N replicas may start at once.
+//!
+//! The store keeps no state beyond the pool: any number of `cairn server` processes can
+//! share one database.
+
+#![forbid(unsafe_code)]
+
+mod experiments;
+mod logged_models;
+mod runs;
+mod sql;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_core::model::{
+    DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric, ModelInput,
+    ModelOutput, Param, Run, RunInfo, Tag,
+};
+use cairn_core::page::Page;
+use cairn_core::store::{
+    ExperimentSearch, LogBatch, LoggedModelSearch, MetricHistoryQuery, NewExperiment,
+    NewLoggedModel, NewRun, RunSearch, RunUpdate, TrackingStore,
+};
+use cairn_core::{CoreError, CoreResult};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+/// How to connect.
+#[derive(Clone)]
+pub struct PgConfig {
+    /// `postgresql://user:password@host:port/database?sslmode=...` (also `postgres://`).
+    pub url: String,
+    /// Pool size per process (default 16). With N replicas the database must allow
+    /// N × this many connections.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before failing with 503.
+    pub acquire_timeout: Duration,
+    /// Server-side limit on any one statement (default 60 s); `None` disables it.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl PgConfig {
+    /// Defaults for a connection URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl fmt::Debug for PgConfig {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+/// Errors opening the store (request-time errors are [`CoreError`]s). Messages name the
+/// host and database, never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL could not be parsed.
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(String),
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect {
+        /// `host:port/database`.
+        target: String,
+        /// Cause.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("PostgreSQL migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+/// How long start-up waits for the first connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl PgStore {
+    /// Connects and applies pending migrations. Concurrent callers on one database are
+    /// serialised by the migrator's advisory lock, so replicas can start together.
+    pub async fn open(config: &PgConfig) -> Result<Self, OpenError> {
+        // sqlx's parse errors may quote the URL; report only that it is malformed.
+        let mut options = PgConnectOptions::from_str(&config.url).map_err(|_| {
+            OpenError::Url(
+                "expected postgresql://user[:password]@host[:port]/database[?options]".into(),
+            )
+        })?;
+        let target = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("<default>")
+        );
+        options = options
+            .application_name("cairn")
+            .statement_cache_capacity(256);
+        if let Some(t) = config.statement_timeout {
+            let ms = t.as_millis().to_string();
+            options = options.options([("statement_timeout", ms.as_str())]);
+        }
+        // One direct connection first: the pool would retry a refused connection until
+        // its acquire timeout and then report only "timed out", hiding the cause.
+        let connect_err = |source| OpenError::Connect {
+            target: target.clone(),
+            source,
+        };
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| connect_err(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_err)?;
+        first.close().await.map_err(connect_err)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .min_connections(1)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(Duration::from_secs(600))
+            .connect_with(options)
+            .await
+            .map_err(connect_err)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// SQLSTATE of a unique-constraint violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Whether `e` is a unique-constraint violation (a lost race for a name or key).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some(UNIQUE_VIOLATION))
+}
+
+/// Maps a database error to a core error. Conflicts callers expect are handled before
+/// this; what reaches here is overload (retryable, 503) or an internal fault.
+pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut => {
+            return CoreError::Unavailable("the database is busy; retry the request".into())
+        }
+        sqlx::Error::Database(d) => {
+            // deadlock, serialization failure, statement timeout, too many connections,
+            // server shutting down: all transient.
+            if let Some("40P01" | "40001" | "57014" | "53300" | "57P01" | "57P03") =
+                d.code().as_deref()
+            {
+                tracing::warn!(error = %e, "transient database error");
+                return CoreError::Unavailable(format!(
+                    "the database could not complete the request ({}); retry it",
+                    d.message()
+                ));
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            return CoreError::Unavailable("the database is unreachable; retry the request".into())
+        }
+        _ => {}
+    }
+    CoreError::Internal(e.to_string())
+}
+
+/// Parses a stored enum column.
+pub(crate) fn parse_col<T: FromStr<Err = CoreError>>(s: &str) -> CoreResult<T> {
+    s.parse::<T>()
+        .map_err(|_| CoreError::Internal(format!("corrupt column value {s:?}")))
+}
+
+#[async_trait]
+impl TrackingStore for PgStore {
+    async fn create_experiment(&self, new: NewExperiment) -> CoreResult<String> {
+        experiments::create(&self.pool, new).await
+    }
+    async fn get_experiment(&self, id: i64) -> CoreResult<Experiment> {
+        experiments::get(&self.pool, id).await
+    }
+    async fn get_experiment_by_name(&self, name: &str) -> CoreResult<Option<Experiment>> {
+        experiments::get_by_name(&self.pool, name).await
+    }
+    async fn search_experiments(&self, q: &ExperimentSearch) -> CoreResult<Page<Experiment>> {
+        experiments::search(&self.pool, q).await
+    }
+    async fn set_experiment_lifecycle(
+        &self,
+        id: i64,
+        stage: LifecycleStage,
+        now: i64,
+    ) -> CoreResult<()> {
+        experiments::set_lifecycle(&self.pool, id, stage, now).await
+    }
+    async fn rename_experiment(&self, id: i64, new_name: &str, now: i64) -> CoreResult<()> {
+        experiments::rename(&self.pool, id, new_name, now).await
+    }
+    async fn set_experiment_tag(&self, id: i64, tag: &Tag) -> CoreResult<()> {
+        experiments::set_tag(&self.pool, id, tag).await
+    }
+    async fn delete_experiment_tag(&self, id: i64, key: &str) -> CoreResult<()> {
+        experiments::delete_tag(&self.pool, id, key).await
+    }
+    async fn create_run(&self, new: NewRun) -> CoreResult<Run> {
+        runs::create(&self.pool, new).await
+    }
+    async fn get_run(&self, run_id: &str) -> CoreResult<Run> {
+        runs::get(&self.pool, run_id).await
+    }
+    async fn update_run(&self, update: &RunUpdate) -> CoreResult<RunInfo> {
+        runs::update(&self.pool, update).await
+    }
+    async fn set_run_lifecycle(
+        &self,
+        run_id: &str,
+        stage: LifecycleStage,
+        now: i64,
+    ) -> CoreResult<()> {
+        runs::set_lifecycle(&self.pool, run_id, stage, now).await
+    }
+    async fn log_batch(&self, run_id: &str, batch: &LogBatch) -> CoreResult<()> {
+        runs::log_batch(&self.pool, run_id, batch).await
+    }
+    async fn delete_run_tag(&self, run_id: &str, key: &str) -> CoreResult<()> {
+        runs::delete_tag(&self.pool, run_id, key).await
+    }
+    async fn search_runs(&self, q: &RunSearch) -> CoreResult<Page<Run>> {
+        runs::search(&self.pool, q).await
+    }
+    async fn metric_history(&self, q: &MetricHistoryQuery) -> CoreResult<Page<Metric>> {
+        runs::metric_history(&self.pool, q).await
+    }
+    async fn metric_steps(&self, run_id: &str, key: &str) -> CoreResult<Vec<i64>> {
+        runs::metric_steps(&self.pool, run_id, key).await
+    }
+    async fn metrics_at_steps(
+        &self,
+        run_id: &str,
+        key: &str,
+        steps: &[i64],
+    ) -> CoreResult<Vec<Metric>> {
+        runs::metrics_at_steps(&self.pool, run_id, key, steps).await
+    }
+    async fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: &[DatasetInput],
+        models: &[ModelInput],
+    ) -> CoreResult<()> {
+        runs::log_inputs(&self.pool, run_id, datasets, models).await
+    }
+    async fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> CoreResult<()> {
+        runs::log_outputs(&self.pool, run_id, models).await
+    }
+    async fn create_logged_model(&self, new: NewLoggedModel) -> CoreResult<LoggedModel> {
+        logged_models::create(&self.pool, new).await
+    }
+    async fn get_logged_model(&self, model_id: &str) -> CoreResult<LoggedModel> {
+        logged_models::get(&self.pool, model_id).await
+    }
+    async fn set_logged_model_status(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+        now: i64,
+    ) -> CoreResult<LoggedModel> {
+        logged_models::set_status(&self.pool, model_id, status, now).await
+    }
+    async fn delete_logged_model(&self, model_id: &str, now: i64) -> CoreResult<()> {
+        logged_models::delete(&self.pool, model_id, now).await
+    }
+    async fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> CoreResult<()> {
+        logged_models::set_tags(&self.pool, model_id, tags).await
+    }
+    async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> CoreResult<()> {
+        logged_models::delete_tag(&self.pool, model_id, key).await
+    }
+    async fn log_logged_model_params(&self, model_id: &str, params: &[Param]) -> CoreResult<()> {
+        logged_models::log_params(&self.pool, model_id, params).await
+    }
+    async fn search_logged_models(&self, q: &LoggedModelSearch) -> CoreResult<Page<LoggedModel>> {
+        logged_models::search(&self.pool, q).await
+    }
+    async fn ensure_default_experiment(&self, artifact_location: &str, now: i64) -> CoreResult<()> {
+        experiments::ensure_default(&self.pool, artifact_location, now).await
+    }
+    async fn ping(&self) -> CoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

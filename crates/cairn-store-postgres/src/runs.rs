@@ -1,0 +1,1011 @@
+//! Runs, their metrics, params, tags, inputs and outputs.
+//!
+//! Bulk writes bind whole columns as arrays and insert with `UNNEST`, so a 1000-metric
+//! batch is one statement whose text never changes (one prepared statement per
+//! connection, no per-row round trips). Rows are sorted by key first: two transactions
+//! touching the same keys then lock them in the same order and cannot deadlock.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cairn_core::model::{
+    Dataset, DatasetInput, LifecycleStage, Metric, ModelInput, ModelOutput, Param, Run, RunData,
+    RunInfo, RunInputs, RunOutputs, Tag,
+};
+use cairn_core::page::{page_from_overfetch, Page};
+use cairn_core::service::RUN_NAME_TAG;
+use cairn_core::store::{
+    run_artifact_uri, LogBatch, MetricHistoryQuery, NewRun, RunSearch, RunUpdate,
+};
+use cairn_core::{CoreError, CoreResult};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use crate::experiments::{active_experiment_location, Tx};
+use crate::sql::{push_filter, push_order_by, push_order_joins, Target};
+use crate::{db_err, parse_col};
+
+/// run_pk, run_id, experiment_id, name, user_id, status, start_time, end_time,
+/// artifact_uri, stage
+type RunRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+);
+
+const RUN_COLUMNS: &str =
+    "r.run_pk, r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
+                           r.end_time, r.artifact_uri, r.lifecycle_stage";
+/// The same columns unqualified, for `RETURNING`.
+const RUN_COLUMNS_BARE: &str = "run_pk, run_id, experiment_id, name, user_id, status, \
+                                start_time, end_time, artifact_uri, lifecycle_stage";
+
+/// NaN is stored as 0 with a flag, as in the SQLite store, so both backends compare and
+/// order it identically (PostgreSQL's own NaN sorts above every number and equals itself).
+pub(crate) fn encode_value(v: f64) -> (f64, bool) {
+    if v.is_nan() {
+        (0.0, true)
+    } else {
+        (v, false)
+    }
+}
+
+pub(crate) fn decode_value(v: f64, is_nan: bool) -> f64 {
+    if is_nan {
+        f64::NAN
+    } else {
+        v
+    }
+}
+
+pub(crate) fn run_not_found(run_id: &str) -> CoreError {
+    CoreError::not_found(format!("Run with id={run_id} not found"))
+}
+
+fn to_info(r: RunRow) -> CoreResult<RunInfo> {
+    Ok(RunInfo {
+        run_id: r.1,
+        experiment_id: r.2.to_string(),
+        run_name: r.3,
+        user_id: r.4,
+        status: parse_col(&r.5)?,
+        start_time: r.6,
+        end_time: r.7,
+        artifact_uri: r.8,
+        lifecycle_stage: parse_col(&r.9)?,
+    })
+}
+
+/// Fails unless the run exists and is active; MLflow reports a deleted run as an invalid
+/// parameter rather than a missing one. Returns the run's integer key. The row is
+/// key-share locked until commit (what a foreign key would take): it cannot be removed
+/// under the child rows being written, while status and name updates still proceed.
+async fn check_active(tx: &mut Tx, run_id: &str) -> CoreResult<i64> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT run_pk, lifecycle_stage FROM runs WHERE run_id = $1 FOR KEY SHARE")
+            .bind(run_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    let (run_pk, stage) = row.ok_or_else(|| run_not_found(run_id))?;
+    if parse_col::<LifecycleStage>(&stage)? != LifecycleStage::Active {
+        return Err(CoreError::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is {stage}."
+        )));
+    }
+    Ok(run_pk)
+}
+
+pub(crate) async fn create(pool: &PgPool, new: NewRun) -> CoreResult<Run> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let location = active_experiment_location(&mut tx, new.experiment_id).await?;
+    let artifact_uri = run_artifact_uri(&location, &new.run_id);
+    let (run_pk,): (i64,) = sqlx::query_as(
+        "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, \
+         artifact_uri, lifecycle_stage) VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, $6, 'active') \
+         RETURNING run_pk",
+    )
+    .bind(&new.run_id)
+    .bind(new.experiment_id)
+    .bind(&new.run_name)
+    .bind(&new.user_id)
+    .bind(new.start_time)
+    .bind(&artifact_uri)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    upsert_tags(&mut tx, run_pk, &new.tags).await?;
+    tx.commit().await.map_err(db_err)?;
+    let (keys, values) = dedup_sorted_tags(&new.tags);
+    let tags = keys
+        .into_iter()
+        .zip(values)
+        .map(|(key, value)| Tag { key, value })
+        .collect();
+    Ok(Run {
+        info: RunInfo {
+            run_id: new.run_id,
+            experiment_id: new.experiment_id.to_string(),
+            run_name: new.run_name,
+            user_id: new.user_id,
+            status: cairn_core::model::RunStatus::Running,
+            start_time: new.start_time,
+            end_time: None,
+            artifact_uri,
+            lifecycle_stage: LifecycleStage::Active,
+        },
+        data: RunData {
+            metrics: Vec::new(),
+            params: Vec::new(),
+            tags,
+        },
+        inputs: RunInputs::default(),
+        outputs: RunOutputs::default(),
+    })
+}
+
+/// Tags as (keys, values) columns sorted by key; the last value wins for a repeated key,
+/// as with sequential set-tag calls. (`ON CONFLICT DO UPDATE` may not touch one row twice
+/// in a statement, so duplicates must go first.)
+pub(crate) fn dedup_sorted_tags(tags: &[Tag]) -> (Vec<String>, Vec<String>) {
+    let map: BTreeMap<&str, &str> = tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    map.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .unzip()
+}
+
+async fn upsert_tags(tx: &mut Tx, run_pk: i64, tags: &[Tag]) -> CoreResult<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let (keys, values) = dedup_sorted_tags(tags);
+    sqlx::query(
+        "INSERT INTO tags (run_pk, key, value) SELECT $1, * FROM UNNEST($2::text[], $3::text[]) \
+         ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(run_pk)
+    .bind(keys)
+    .bind(values)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    // The run name lives in a column and in the mlflow.runName tag; keep them in step.
+    if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
+        sqlx::query("UPDATE runs SET name = $1 WHERE run_pk = $2")
+            .bind(&name.value)
+            .bind(run_pk)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn get(pool: &PgPool, run_id: &str) -> CoreResult<Run> {
+    let row: Option<RunRow> = sqlx::query_as(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id = $1"
+    ))
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    let row = row.ok_or_else(|| run_not_found(run_id))?;
+    hydrate(pool, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(|| run_not_found(run_id))
+}
+
+/// Loads data, inputs and outputs for a page of runs with one query per child table,
+/// each ordered by key so no sorting is needed here.
+async fn hydrate(pool: &PgPool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pks: Vec<i64> = rows.iter().map(|r| r.0).collect();
+
+    let mut data: HashMap<i64, RunData> = HashMap::new();
+    let metrics: Vec<(i64, String, f64, bool, i64, i64)> = sqlx::query_as(
+        "SELECT run_pk, key, value, is_nan, timestamp, step FROM latest_metrics \
+         WHERE run_pk = ANY($1) ORDER BY run_pk, key",
+    )
+    .bind(&pks)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, key, value, is_nan, timestamp, step) in metrics {
+        data.entry(pk).or_default().metrics.push(Metric::new(
+            key,
+            decode_value(value, is_nan),
+            timestamp,
+            step,
+        ));
+    }
+    let params: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT run_pk, key, value FROM params WHERE run_pk = ANY($1) ORDER BY run_pk, key",
+    )
+    .bind(&pks)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, key, value) in params {
+        data.entry(pk)
+            .or_default()
+            .params
+            .push(Param { key, value });
+    }
+    let tags: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT run_pk, key, value FROM tags WHERE run_pk = ANY($1) ORDER BY run_pk, key",
+    )
+    .bind(&pks)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, key, value) in tags {
+        data.entry(pk).or_default().tags.push(Tag { key, value });
+    }
+    let mut inputs = load_inputs(pool, &pks).await?;
+    let mut outputs: HashMap<i64, RunOutputs> = HashMap::new();
+    let outs: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT run_pk, model_id, step FROM run_model_outputs WHERE run_pk = ANY($1) \
+         ORDER BY run_pk, model_id",
+    )
+    .bind(&pks)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, model_id, step) in outs {
+        outputs
+            .entry(pk)
+            .or_default()
+            .model_outputs
+            .push(ModelOutput { model_id, step });
+    }
+    rows.into_iter()
+        .map(|r| {
+            let id = r.0;
+            Ok(Run {
+                info: to_info(r)?,
+                data: data.remove(&id).unwrap_or_default(),
+                inputs: inputs.remove(&id).unwrap_or_default(),
+                outputs: outputs.remove(&id).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+type DatasetRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+async fn load_inputs(pool: &PgPool, pks: &[i64]) -> CoreResult<HashMap<i64, RunInputs>> {
+    let mut out: HashMap<i64, RunInputs> = HashMap::new();
+    let rows: Vec<DatasetRow> = sqlx::query_as(
+        "SELECT i.run_pk, d.dataset_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+         FROM run_dataset_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id \
+         WHERE i.run_pk = ANY($1) ORDER BY i.run_pk, d.dataset_id",
+    )
+    .bind(pks)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    if !rows.is_empty() {
+        let tag_rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT run_pk, dataset_id, key, value FROM run_dataset_input_tags \
+             WHERE run_pk = ANY($1) ORDER BY key",
+        )
+        .bind(pks)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+        let mut tags: HashMap<(i64, i64), Vec<Tag>> = HashMap::new();
+        for (pk, ds, key, value) in tag_rows {
+            tags.entry((pk, ds)).or_default().push(Tag { key, value });
+        }
+        for (pk, ds_id, name, digest, source_type, source, schema, profile) in rows {
+            let input = DatasetInput {
+                tags: tags.remove(&(pk, ds_id)).unwrap_or_default(),
+                dataset: Dataset {
+                    name,
+                    digest,
+                    source_type,
+                    source,
+                    schema,
+                    profile,
+                },
+            };
+            out.entry(pk).or_default().dataset_inputs.push(input);
+        }
+    }
+    let models: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT run_pk, model_id FROM run_model_inputs WHERE run_pk = ANY($1) \
+         ORDER BY run_pk, model_id",
+    )
+    .bind(pks)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, model_id) in models {
+        out.entry(pk)
+            .or_default()
+            .model_inputs
+            .push(ModelInput { model_id });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn update(pool: &PgPool, u: &RunUpdate) -> CoreResult<RunInfo> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let run_pk = check_active(&mut tx, &u.run_id).await?;
+    let row: RunRow = sqlx::query_as(&format!(
+        "UPDATE runs SET status = coalesce($1, status), end_time = coalesce($2, end_time), \
+         name = coalesce($3, name) WHERE run_pk = $4 RETURNING {RUN_COLUMNS_BARE}"
+    ))
+    .bind(u.status.map(|s| s.as_str()))
+    .bind(u.end_time)
+    .bind(u.run_name.as_deref())
+    .bind(run_pk)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if let Some(name) = &u.run_name {
+        sqlx::query(
+            "INSERT INTO tags (run_pk, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(run_pk)
+        .bind(RUN_NAME_TAG)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    to_info(row)
+}
+
+pub(crate) async fn set_lifecycle(
+    pool: &PgPool,
+    run_id: &str,
+    stage: LifecycleStage,
+    now: i64,
+) -> CoreResult<()> {
+    // Deleting a deleted run (or restoring an active one) is a harmless no-op, which also
+    // makes client retries safe. One statement: nothing to race with.
+    let deleted_time = (stage == LifecycleStage::Deleted).then_some(now);
+    let done = sqlx::query(
+        "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2, deleted_by_experiment = false \
+         WHERE run_id = $3",
+    )
+    .bind(stage.as_str())
+    .bind(deleted_time)
+    .bind(run_id)
+    .execute(pool)
+    .await
+    .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(run_not_found(run_id));
+    }
+    Ok(())
+}
+
+pub(crate) async fn log_batch(pool: &PgPool, run_id: &str, b: &LogBatch) -> CoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let run_pk = check_active(&mut tx, run_id).await?;
+    if !b.params.is_empty() {
+        insert_params(&mut tx, Owner::Run { run_pk, run_id }, &b.params).await?;
+    }
+    if !b.metrics.is_empty() {
+        insert_metrics(&mut tx, run_pk, run_id, &b.metrics).await?;
+    }
+    upsert_tags(&mut tx, run_pk, &b.tags).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// Whose params are being written.
+#[derive(Clone, Copy)]
+pub(crate) enum Owner<'a> {
+    /// A run: keyed by its integer key, reported by its id.
+    Run {
+        /// Integer key.
+        run_pk: i64,
+        /// Wire id.
+        run_id: &'a str,
+    },
+    /// A logged model.
+    Model(&'a str),
+}
+
+impl Owner<'_> {
+    fn display(self) -> String {
+        match self {
+            Self::Run { run_id, .. } => format!("run ID='{run_id}'"),
+            Self::Model(id) => format!("logged model ID='{id}'"),
+        }
+    }
+}
+
+/// Inserts params, refusing to change an existing value; same-value re-logs are accepted
+/// so retried requests succeed. Insert first, compare after: `ON CONFLICT DO NOTHING`
+/// waits for a concurrent writer of the same key (from any replica) to commit, and the
+/// comparison statement then sees its value, so two different values can never both be
+/// acknowledged.
+pub(crate) async fn insert_params(
+    tx: &mut Tx,
+    owner: Owner<'_>,
+    params: &[Param],
+) -> CoreResult<()> {
+    // First value per key in the request; a conflicting duplicate inside the request is
+    // reported like a conflict with a stored value.
+    let mut sorted: Vec<&Param> = params.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let keys: Vec<&str> = sorted.iter().map(|p| p.key.as_str()).collect();
+    let values: Vec<&str> = sorted.iter().map(|p| p.value.as_str()).collect();
+    let (insert, select) = match owner {
+        Owner::Run { .. } => (
+            "INSERT INTO params (run_pk, key, value) SELECT $1, * FROM UNNEST($2::text[], $3::text[]) \
+             ON CONFLICT DO NOTHING",
+            "SELECT key, value FROM params WHERE run_pk = $1 AND key = ANY($2)",
+        ),
+        Owner::Model(_) => (
+            "INSERT INTO logged_model_params (model_id, key, value) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+            "SELECT key, value FROM logged_model_params WHERE model_id = $1 AND key = ANY($2)",
+        ),
+    };
+    let q = sqlx::query(insert);
+    let q = match owner {
+        Owner::Run { run_pk, .. } => q.bind(run_pk),
+        Owner::Model(id) => q.bind(id),
+    };
+    q.bind(&keys)
+        .bind(&values)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let q = sqlx::query_as::<_, (String, String)>(select);
+    let q = match owner {
+        Owner::Run { run_pk, .. } => q.bind(run_pk),
+        Owner::Model(id) => q.bind(id),
+    };
+    let stored: HashMap<String, String> = q
+        .bind(&keys)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .collect();
+    let conflicts: Vec<String> = params
+        .iter()
+        .filter_map(|p| {
+            stored
+                .get(&p.key)
+                .filter(|old| **old != p.value)
+                .map(|old| {
+                    format!(
+                        "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
+                        p.key, old, p.value
+                    )
+                })
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        // Returning drops the transaction: nothing of this batch is kept.
+        return Err(CoreError::invalid(format!(
+            "Changing param values is not allowed. Params were already logged='[{}]' for {}.",
+            conflicts.join(", "),
+            owner.display()
+        )));
+    }
+    Ok(())
+}
+
+/// One column per field, ready to bind as arrays.
+#[derive(Default)]
+struct MetricColumns {
+    keys: Vec<String>,
+    timestamps: Vec<i64>,
+    steps: Vec<i64>,
+    is_nan: Vec<bool>,
+    values: Vec<f64>,
+    model_ids: Vec<Option<String>>,
+    dataset_names: Vec<Option<String>>,
+    dataset_digests: Vec<Option<String>>,
+}
+
+impl MetricColumns {
+    fn from_sorted(metrics: &[&Metric]) -> Self {
+        let mut c = Self::default();
+        for m in metrics {
+            let (value, is_nan) = encode_value(m.value);
+            c.keys.push(m.key.clone());
+            c.timestamps.push(m.timestamp);
+            c.steps.push(m.step);
+            c.is_nan.push(is_nan);
+            c.values.push(value);
+            c.model_ids.push(m.model_id.clone());
+            c.dataset_names.push(m.dataset_name.clone());
+            c.dataset_digests.push(m.dataset_digest.clone());
+        }
+        c
+    }
+}
+
+/// Primary-key order of a history row, for lock ordering.
+fn history_order(a: &&Metric, b: &&Metric) -> std::cmp::Ordering {
+    let ka = (&a.key, a.timestamp, a.step, encode_value(a.value));
+    let kb = (&b.key, b.timestamp, b.step, encode_value(b.value));
+    ka.0.cmp(kb.0)
+        .then(ka.1.cmp(&kb.1))
+        .then(ka.2.cmp(&kb.2))
+        .then(ka.3 .1.cmp(&kb.3 .1))
+        .then(ka.3 .0.total_cmp(&kb.3 .0))
+}
+
+/// Appends history rows (identical rows are ignored, making retries idempotent) and
+/// advances `latest_metrics` with one upsert.
+async fn insert_metrics(
+    tx: &mut Tx,
+    run_pk: i64,
+    run_id: &str,
+    metrics: &[Metric],
+) -> CoreResult<()> {
+    let mut sorted: Vec<&Metric> = metrics.iter().collect();
+    sorted.sort_by(history_order);
+    let c = MetricColumns::from_sorted(&sorted);
+    sqlx::query(
+        "INSERT INTO metrics (run_pk, key, timestamp, step, is_nan, value, model_id, \
+         dataset_name, dataset_digest) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::bool[], \
+         $6::float8[], $7::text[], $8::text[], $9::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(run_pk)
+    .bind(&c.keys)
+    .bind(&c.timestamps)
+    .bind(&c.steps)
+    .bind(&c.is_nan)
+    .bind(&c.values)
+    .bind(&c.model_ids)
+    .bind(&c.dataset_names)
+    .bind(&c.dataset_digests)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    // Metrics that name a logged model are also that model's metrics.
+    let model_rows: Vec<&Metric> = sorted
+        .iter()
+        .copied()
+        .filter(|m| m.model_id.is_some())
+        .collect();
+    if !model_rows.is_empty() {
+        let mut ids: Vec<&str> = model_rows
+            .iter()
+            .filter_map(|m| m.model_id.as_deref())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found: Vec<(String,)> =
+            sqlx::query_as("SELECT model_id FROM logged_models WHERE model_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        if let Some(missing) = ids.iter().find(|id| !found.iter().any(|(f,)| f == *id)) {
+            return Err(CoreError::not_found(format!(
+                "Logged model with ID '{missing}' not found."
+            )));
+        }
+        let m = MetricColumns::from_sorted(&model_rows);
+        sqlx::query(
+            "INSERT INTO logged_model_metrics (model_id, run_id, key, timestamp, step, is_nan, \
+             value, dataset_name, dataset_digest) \
+             SELECT model_id, $1, key, ts, step, is_nan, value, dn, dd FROM UNNEST($2::text[], \
+             $3::text[], $4::int8[], $5::int8[], $6::bool[], $7::float8[], $8::text[], $9::text[]) \
+             AS u(model_id, key, ts, step, is_nan, value, dn, dd) ON CONFLICT DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(&m.model_ids)
+        .bind(&m.keys)
+        .bind(&m.timestamps)
+        .bind(&m.steps)
+        .bind(&m.is_nan)
+        .bind(&m.values)
+        .bind(&m.dataset_names)
+        .bind(&m.dataset_digests)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    // The newest observation per key within this batch: (step, timestamp, value) order.
+    // A BTreeMap keeps the keys sorted (lock order) and unique (one upsert per row).
+    let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
+    for m in metrics {
+        let entry = latest.entry(m.key.as_str()).or_insert(m);
+        if newer(m, entry) {
+            *entry = m;
+        }
+    }
+    let rows: Vec<&Metric> = latest.into_values().collect();
+    let l = MetricColumns::from_sorted(&rows);
+    sqlx::query(
+        "INSERT INTO latest_metrics AS lm (run_pk, key, value, is_nan, timestamp, step) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::float8[], $4::bool[], $5::int8[], $6::int8[]) \
+         ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value, \
+         is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
+         WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+               (lm.step, lm.timestamp, lm.value)",
+    )
+    .bind(run_pk)
+    .bind(&l.keys)
+    .bind(&l.values)
+    .bind(&l.is_nan)
+    .bind(&l.timestamps)
+    .bind(&l.steps)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Whether `a` supersedes `b` as the latest value (NaN compares as stored: 0).
+fn newer(a: &Metric, b: &Metric) -> bool {
+    let key = |m: &Metric| (m.step, m.timestamp, encode_value(m.value).0);
+    let (ka, kb) = (key(a), key(b));
+    (ka.0, ka.1) > (kb.0, kb.1) || ((ka.0, ka.1) == (kb.0, kb.1) && ka.2 > kb.2)
+}
+
+pub(crate) async fn delete_tag(pool: &PgPool, run_id: &str, key: &str) -> CoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let run_pk = check_active(&mut tx, run_id).await?;
+    let done = sqlx::query("DELETE FROM tags WHERE run_pk = $1 AND key = $2")
+        .bind(run_pk)
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(CoreError::not_found(format!(
+            "No tag with name: {key} in run with id {run_id}"
+        )));
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn search(pool: &PgPool, q: &RunSearch) -> CoreResult<Page<Run>> {
+    let mut qb: QueryBuilder<'static, Postgres> =
+        QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs r"));
+    let keys = push_order_joins(&mut qb, Target::Runs, &q.order_by)?;
+    qb.push(" WHERE r.experiment_id = ANY(");
+    qb.push_bind(q.experiment_ids.clone());
+    qb.push(")");
+    // ViewType::All needs no stage condition at all.
+    if let [one] = q.view.stages() {
+        qb.push(" AND r.lifecycle_stage = ");
+        qb.push_bind(one.as_str());
+    }
+    if let Some(f) = &q.filter {
+        qb.push(" AND ");
+        push_filter(&mut qb, Target::Runs, f)?;
+    }
+    push_order_by(&mut qb, &keys, "r.start_time DESC, r.run_id ASC");
+    qb.push(" LIMIT ");
+    qb.push_bind((q.max_results + 1) as i64);
+    qb.push(" OFFSET ");
+    qb.push_bind(q.offset as i64);
+    let rows: Vec<RunRow> = qb.build_query_as().fetch_all(pool).await.map_err(db_err)?;
+    let page = page_from_overfetch(rows, q.offset, q.max_results);
+    Ok(Page {
+        items: hydrate(pool, page.items).await?,
+        next_page_token: page.next_page_token,
+    })
+}
+
+/// The integer key of a run, or NotFound.
+async fn run_pk(pool: &PgPool, run_id: &str) -> CoreResult<i64> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT run_pk FROM runs WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?;
+    row.map(|r| r.0).ok_or_else(|| run_not_found(run_id))
+}
+
+type MetricRow = (
+    String,
+    f64,
+    bool,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn to_metric(r: MetricRow) -> Metric {
+    Metric {
+        key: r.0,
+        value: decode_value(r.1, r.2),
+        timestamp: r.3,
+        step: r.4,
+        model_id: r.5,
+        dataset_name: r.6,
+        dataset_digest: r.7,
+        run_id: None,
+    }
+}
+
+/// Reads one metric's history. Long histories are the hottest read path: the numeric
+/// columns come back as four binary arrays (one row for the whole page, no per-row
+/// decoding), aggregated in the primary key's order. The rare rows that carry a model or
+/// dataset are read separately and merged.
+pub(crate) async fn metric_history(
+    pool: &PgPool,
+    q: &MetricHistoryQuery,
+) -> CoreResult<Page<Metric>> {
+    let pk = run_pk(pool, &q.run_id).await?;
+    // NULL is LIMIT ALL.
+    let limit = q.max_results.map(|m| m as i64 + 1);
+    type Packed = (
+        Option<Vec<i64>>,
+        Option<Vec<i64>>,
+        Option<Vec<bool>>,
+        Option<Vec<f64>>,
+    );
+    let (timestamps, steps, nans, values): Packed = sqlx::query_as(
+        "SELECT array_agg(timestamp ORDER BY o), array_agg(step ORDER BY o), \
+         array_agg(is_nan ORDER BY o), array_agg(value ORDER BY o) \
+         FROM (SELECT timestamp, step, is_nan, value, \
+                      row_number() OVER (ORDER BY timestamp, step, is_nan, value) AS o \
+               FROM metrics WHERE run_pk = $1 AND key = $2 \
+               ORDER BY timestamp, step, is_nan, value LIMIT $3 OFFSET $4) h",
+    )
+    .bind(pk)
+    .bind(&q.key)
+    .bind(limit)
+    .bind(q.offset as i64)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    let (timestamps, steps, nans, values) = (
+        timestamps.unwrap_or_default(),
+        steps.unwrap_or_default(),
+        nans.unwrap_or_default(),
+        values.unwrap_or_default(),
+    );
+    if [steps.len(), nans.len(), values.len()] != [timestamps.len(); 3] {
+        return Err(CoreError::Internal(
+            "metric history columns differ in length".into(),
+        ));
+    }
+    let mut metrics: Vec<Metric> = timestamps
+        .into_iter()
+        .zip(steps)
+        .zip(nans.into_iter().zip(values))
+        .map(|((ts, step), (nan, v))| Metric::new(&q.key, decode_value(v, nan), ts, step))
+        .collect();
+    attach_metric_context(pool, pk, &q.key, &mut metrics).await?;
+    Ok(match q.max_results {
+        Some(m) => page_from_overfetch(metrics, q.offset, m),
+        None => Page {
+            items: metrics,
+            next_page_token: None,
+        },
+    })
+}
+
+/// (timestamp, step, is_nan, stored value bits): a history row's identity.
+type HistoryKey = (i64, i64, bool, u64);
+/// (model_id, dataset_name, dataset_digest).
+type MetricContext = (Option<String>, Option<String>, Option<String>);
+
+/// Fills model and dataset fields for the page's rows that have them (rare: metrics
+/// logged against MLflow 3 logged models).
+async fn attach_metric_context(
+    pool: &PgPool,
+    run_pk: i64,
+    key: &str,
+    metrics: &mut [Metric],
+) -> CoreResult<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    type Row = (
+        i64,
+        i64,
+        bool,
+        f64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT timestamp, step, is_nan, value, model_id, dataset_name, dataset_digest \
+         FROM metrics WHERE run_pk = $1 AND key = $2 \
+         AND (model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL)",
+    )
+    .bind(run_pk)
+    .bind(key)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut by_key: HashMap<HistoryKey, MetricContext> = HashMap::new();
+    for (ts, step, is_nan, value, model_id, name, digest) in rows {
+        by_key.insert(
+            (ts, step, is_nan, value.to_bits()),
+            (model_id, name, digest),
+        );
+    }
+    for m in metrics.iter_mut() {
+        let (stored, is_nan) = encode_value(m.value);
+        if let Some((model_id, name, digest)) =
+            by_key.remove(&(m.timestamp, m.step, is_nan, stored.to_bits()))
+        {
+            m.model_id = model_id;
+            m.dataset_name = name;
+            m.dataset_digest = digest;
+        }
+    }
+    Ok(())
+}
+
+/// Distinct steps of one metric, ascending, as one array.
+pub(crate) async fn metric_steps(pool: &PgPool, run_id: &str, key: &str) -> CoreResult<Vec<i64>> {
+    let pk = run_pk(pool, run_id).await?;
+    let (steps,): (Option<Vec<i64>>,) = sqlx::query_as(
+        "SELECT array_agg(DISTINCT step ORDER BY step) FROM metrics WHERE run_pk = $1 AND key = $2",
+    )
+    .bind(pk)
+    .bind(key)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(steps.unwrap_or_default())
+}
+
+pub(crate) async fn metrics_at_steps(
+    pool: &PgPool,
+    run_id: &str,
+    key: &str,
+    steps: &[i64],
+) -> CoreResult<Vec<Metric>> {
+    let rows: Vec<MetricRow> = sqlx::query_as(
+        "SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
+         FROM metrics WHERE run_pk = (SELECT run_pk FROM runs WHERE run_id = $1) AND key = $2 \
+         AND step = ANY($3) ORDER BY step, timestamp",
+    )
+    .bind(run_id)
+    .bind(key)
+    .bind(steps)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(to_metric).collect())
+}
+
+pub(crate) async fn log_inputs(
+    pool: &PgPool,
+    run_id: &str,
+    datasets: &[DatasetInput],
+    models: &[ModelInput],
+) -> CoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let run_pk = check_active(&mut tx, run_id).await?;
+    let (experiment_id,): (i64,) =
+        sqlx::query_as("SELECT experiment_id FROM runs WHERE run_pk = $1")
+            .bind(run_pk)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    for input in datasets {
+        let d = &input.dataset;
+        // Datasets are shared per experiment by (name, digest); the first definition wins.
+        sqlx::query(
+            "INSERT INTO datasets (experiment_id, name, digest, source_type, source, schema, profile) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(experiment_id)
+        .bind(&d.name)
+        .bind(&d.digest)
+        .bind(&d.source_type)
+        .bind(&d.source)
+        .bind(&d.schema)
+        .bind(&d.profile)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (dataset_id,): (i64,) = sqlx::query_as(
+            "SELECT dataset_id FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3",
+        )
+        .bind(experiment_id)
+        .bind(&d.name)
+        .bind(&d.digest)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO run_dataset_inputs (run_pk, dataset_id) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(run_pk)
+        .bind(dataset_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if !input.tags.is_empty() {
+            let (keys, values) = dedup_sorted_tags(&input.tags);
+            sqlx::query(
+                "INSERT INTO run_dataset_input_tags (run_pk, dataset_id, key, value) \
+                 SELECT $1, $2, * FROM UNNEST($3::text[], $4::text[]) \
+                 ON CONFLICT (run_pk, dataset_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(run_pk)
+            .bind(dataset_id)
+            .bind(keys)
+            .bind(values)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+    }
+    if !models.is_empty() {
+        let mut ids: Vec<&str> = models.iter().map(|m| m.model_id.as_str()).collect();
+        ids.sort_unstable();
+        sqlx::query(
+            "INSERT INTO run_model_inputs (run_pk, model_id) SELECT $1, * FROM UNNEST($2::text[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(run_pk)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn log_outputs(
+    pool: &PgPool,
+    run_id: &str,
+    models: &[ModelOutput],
+) -> CoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let run_pk = check_active(&mut tx, run_id).await?;
+    // Last step wins for a repeated model, as with sequential calls.
+    let by_model: BTreeMap<&str, i64> = models
+        .iter()
+        .map(|m| (m.model_id.as_str(), m.step))
+        .collect();
+    if !by_model.is_empty() {
+        let (ids, steps): (Vec<&str>, Vec<i64>) = by_model.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO run_model_outputs (run_pk, model_id, step) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::int8[]) \
+             ON CONFLICT (run_pk, model_id) DO UPDATE SET step = excluded.step",
+        )
+        .bind(run_pk)
+        .bind(&ids)
+        .bind(&steps)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}
