@@ -3,7 +3,8 @@
 //! Both processes start at the same moment on an empty database, so they race to migrate
 //! it (the migrator's advisory lock must serialise them). Then 2 × 16 clients drive them
 //! concurrently: runs are created on one process and written to through the other,
-//! identical log-batch retries race each other, tags are set and runs searched. Every
+//! identical log-batch retries race each other, every client also writes to one shared
+//! hot run (keys in differing orders), tags are set and runs searched. Every
 //! acknowledged write must be visible from both processes, with no duplicate or lost row
 //! and no error response; experiments created with one name on both processes at once
 //! must yield exactly one winner.
@@ -607,9 +608,38 @@ fn batch(run_id: &str, seed: usize, first_step: usize, prefix: &str) -> Value {
     })
 }
 
+/// One client's contribution to the hot run that every client writes to at once: one
+/// step of each `h*` key (in an order that differs between clients, so transactions that
+/// lock rows in the order given would deadlock), plus a param and a tag of its own.
+fn hot_batch(run_id: &str, seed: usize) -> Value {
+    let metrics: Vec<Value> = (0..METRIC_KEYS)
+        .map(|i| {
+            let k = (seed + i) % METRIC_KEYS;
+            json!({
+                "key": format!("h{k}"),
+                "value": (seed * 10 + k) as f64 + 0.25,
+                "timestamp": 1_700_000_000_000_i64 + seed as i64,
+                "step": seed,
+            })
+        })
+        .collect();
+    json!({
+        "run_id": run_id,
+        "metrics": metrics,
+        "params": [{ "key": format!("hot{seed}"), "value": seed.to_string() }],
+        "tags": [{ "key": format!("hot{seed}"), "value": "written" }],
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // The workload
 // ---------------------------------------------------------------------------------------
+
+/// What one client had acknowledged: its own runs, and its writes to the hot run.
+struct ClientAcked {
+    runs: Vec<(String, Acked)>,
+    hot: Acked,
+}
 
 /// One client: creates its runs on `home` and writes to them mostly through `other`,
 /// checking after each step that the other process sees the acknowledged write.
@@ -618,9 +648,11 @@ async fn client(
     home: Api,
     other: Api,
     experiment: String,
-) -> Result<Vec<(String, Acked)>, String> {
+    hot_run: String,
+) -> Result<ClientAcked, String> {
     let owner = format!("client-{n}");
     let mut mine: Vec<(String, Acked)> = Vec::new();
+    let mut hot = Acked::default();
     for r in 0..RUNS_PER_CLIENT {
         let seed = n * RUNS_PER_CLIENT + r;
         let created = home
@@ -648,16 +680,22 @@ async fn client(
         // first one racing it (as a client whose request timed out would send).
         let first = batch(&run_id, seed, 0, "p");
         let second = batch(&run_id, seed, STEPS_PER_BATCH, "q");
-        let (a, b, c) = tokio::join!(
+        // Meanwhile every other client writes to the shared hot run too.
+        let hot_write = hot_batch(&hot_run, seed);
+        let hot_via = [&home, &other][seed % 2];
+        let (a, b, c, d) = tokio::join!(
             other.post("runs/log-batch", &first),
             home.post("runs/log-batch", &first),
             other.post("runs/log-batch", &second),
+            hot_via.post("runs/log-batch", &hot_write),
         );
         a?;
         b?;
         c?;
+        d?;
         acked.record_batch(&first)?;
         acked.record_batch(&second)?;
+        hot.record_batch(&hot_write)?;
 
         let stage = json!({ "run_id": run_id, "key": "stage", "value": format!("done-{r}") });
         home.post("runs/set-tag", &stage).await?;
@@ -708,7 +746,7 @@ async fn client(
             ));
         }
     }
-    Ok(mine)
+    Ok(ClientAcked { runs: mine, hot })
 }
 
 /// Everything wrong with what `api` serves compared with what was acknowledged.
@@ -909,24 +947,40 @@ async fn two_processes_on_one_database_agree_on_every_acknowledged_write() {
         }
     }
 
+    // One run that every client writes to.
+    let hot_run = apis[0]
+        .post(
+            "runs/create",
+            &json!({ "experiment_id": experiment, "run_name": "hot" }),
+        )
+        .await
+        .and_then(|created| run_id_of(&created["run"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut hot = Acked::default();
+
     // 2 × 16 clients, each with its own connections.
     let mut clients = JoinSet::new();
     for n in 0..2 * CLIENTS_PER_SERVER {
         let home = apis[n % 2].fresh();
         let other = apis[(n + 1) % 2].fresh();
-        clients.spawn(client(n, home, other, experiment.clone()));
+        clients.spawn(client(n, home, other, experiment.clone(), hot_run.clone()));
     }
     let mut acked = BTreeMap::new();
     let mut errors = Vec::new();
     let collected = tokio::time::timeout(WORKLOAD_TIMEOUT, async {
         while let Some(done) = clients.join_next().await {
             match done.expect("a client task panicked") {
-                Ok(runs) => {
-                    for (id, run) in runs {
+                Ok(done) => {
+                    for (id, run) in done.runs {
                         assert!(
                             acked.insert(id.clone(), run).is_none(),
                             "run id {id} returned twice"
                         );
+                    }
+                    hot.params.extend(done.hot.params);
+                    hot.tags.extend(done.hot.tags);
+                    for (key, points) in done.hot.history {
+                        hot.history.entry(key).or_default().extend(points);
                     }
                 }
                 Err(e) => errors.push(e),
@@ -948,6 +1002,8 @@ async fn two_processes_on_one_database_agree_on_every_acknowledged_write() {
         servers[1].log_tail(20)
     );
     assert_eq!(acked.len(), 2 * CLIENTS_PER_SERVER * RUNS_PER_CLIENT);
+    assert_eq!(hot.params.len(), 2 * CLIENTS_PER_SERVER * RUNS_PER_CLIENT);
+    acked.insert(hot_run, hot);
     eprintln!(
         "workload done after {:?}: {} runs acknowledged",
         started.elapsed(),
