@@ -568,11 +568,13 @@ async fn insert_metrics(
     let mut sorted: Vec<&Metric> = metrics.iter().collect();
     sorted.sort_by(history_order);
     let c = MetricColumns::from_sorted(&sorted);
+    // One chunk row per key: PostgreSQL groups the flat columns itself.
     sqlx::query(
-        "INSERT INTO metrics (run_pk, key, timestamp, step, is_nan, value, model_id, \
-         dataset_name, dataset_digest) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::bool[], \
-         $6::float8[], $7::text[], $8::text[], $9::text[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO metric_chunks (run_pk, key, timestamps, steps, is_nan, vals) \
+         SELECT $1, key, array_agg(ts), array_agg(step), array_agg(nan), array_agg(val) \
+         FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::bool[], $6::float8[]) \
+              AS u(key, ts, step, nan, val) \
+         GROUP BY key",
     )
     .bind(run_pk)
     .bind(&c.keys)
@@ -580,12 +582,36 @@ async fn insert_metrics(
     .bind(&c.steps)
     .bind(&c.is_nan)
     .bind(&c.values)
-    .bind(&c.model_ids)
-    .bind(&c.dataset_names)
-    .bind(&c.dataset_digests)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
+    // The rare observations with a model or dataset also get a row of their own.
+    let with_context: Vec<&Metric> = sorted
+        .iter()
+        .copied()
+        .filter(|m| m.model_id.is_some() || m.dataset_name.is_some() || m.dataset_digest.is_some())
+        .collect();
+    if !with_context.is_empty() {
+        let x = MetricColumns::from_sorted(&with_context);
+        sqlx::query(
+            "INSERT INTO metric_contexts (run_pk, key, timestamp, step, is_nan, value, model_id, \
+             dataset_name, dataset_digest) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::bool[], \
+             $6::float8[], $7::text[], $8::text[], $9::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(run_pk)
+        .bind(&x.keys)
+        .bind(&x.timestamps)
+        .bind(&x.steps)
+        .bind(&x.is_nan)
+        .bind(&x.values)
+        .bind(&x.model_ids)
+        .bind(&x.dataset_names)
+        .bind(&x.dataset_digests)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
     // Metrics that name a logged model are also that model's metrics.
     let model_rows: Vec<&Metric> = sorted
         .iter()
@@ -725,78 +751,70 @@ async fn run_pk(pool: &PgPool, run_id: &str) -> CoreResult<i64> {
     row.map(|r| r.0).ok_or_else(|| run_not_found(run_id))
 }
 
-type MetricRow = (
-    String,
-    f64,
-    bool,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// One observation of a run's metric history: (timestamp, step, is_nan, stored value).
+type Point = (i64, i64, bool, f64);
 
-fn to_metric(r: MetricRow) -> Metric {
-    Metric {
-        key: r.0,
-        value: decode_value(r.1, r.2),
-        timestamp: r.3,
-        step: r.4,
-        model_id: r.5,
-        dataset_name: r.6,
-        dataset_digest: r.7,
-        run_id: None,
-    }
+/// MLflow's history order: timestamp, step, then value with NaN after every number.
+fn point_order(a: &Point, b: &Point) -> std::cmp::Ordering {
+    (a.0, a.1, a.2)
+        .cmp(&(b.0, b.1, b.2))
+        .then(a.3.partial_cmp(&b.3).unwrap_or(std::cmp::Ordering::Equal))
 }
 
-/// Reads one metric's history. Long histories are the hottest read path: the numeric
-/// columns come back as four binary arrays (one row for the whole page, no per-row
-/// decoding), aggregated in the primary key's order. The rare rows that carry a model or
-/// dataset are read separately and merged.
+/// Every distinct observation of one metric, in history order: the key's chunks merged,
+/// sorted, and identical observations (resent batches) dropped.
+async fn load_points(pool: &PgPool, run_pk: i64, key: &str) -> CoreResult<Vec<Point>> {
+    type Chunk = (Vec<i64>, Vec<i64>, Vec<bool>, Vec<f64>);
+    let chunks: Vec<Chunk> = sqlx::query_as(
+        "SELECT timestamps, steps, is_nan, vals FROM metric_chunks \
+         WHERE run_pk = $1 AND key = $2",
+    )
+    .bind(run_pk)
+    .bind(key)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    let total = chunks.iter().map(|c| c.0.len()).sum();
+    let mut points: Vec<Point> = Vec::with_capacity(total);
+    for (timestamps, steps, nans, values) in chunks {
+        if [steps.len(), nans.len(), values.len()] != [timestamps.len(); 3] {
+            return Err(CoreError::Internal(format!(
+                "metric chunk of {key:?} has columns of different lengths"
+            )));
+        }
+        points.extend(
+            timestamps
+                .into_iter()
+                .zip(steps)
+                .zip(nans.into_iter().zip(values))
+                .map(|((ts, step), (nan, v))| (ts, step, nan, v)),
+        );
+    }
+    points.sort_unstable_by(point_order);
+    points.dedup_by(|a, b| point_order(a, b) == std::cmp::Ordering::Equal);
+    Ok(points)
+}
+
+/// Reads one metric's history. Long histories are the hottest read path: they arrive as
+/// a few chunk rows of binary arrays (no per-point row decoding) and are merged here. The
+/// rare points that carry a model or dataset get those fields attached afterwards.
 pub(crate) async fn metric_history(
     pool: &PgPool,
     q: &MetricHistoryQuery,
 ) -> CoreResult<Page<Metric>> {
     let pk = run_pk(pool, &q.run_id).await?;
-    // NULL is LIMIT ALL.
-    let limit = q.max_results.map(|m| m as i64 + 1);
-    type Packed = (
-        Option<Vec<i64>>,
-        Option<Vec<i64>>,
-        Option<Vec<bool>>,
-        Option<Vec<f64>>,
-    );
-    let (timestamps, steps, nans, values): Packed = sqlx::query_as(
-        "SELECT array_agg(timestamp ORDER BY o), array_agg(step ORDER BY o), \
-         array_agg(is_nan ORDER BY o), array_agg(value ORDER BY o) \
-         FROM (SELECT timestamp, step, is_nan, value, \
-                      row_number() OVER (ORDER BY timestamp, step, is_nan, value) AS o \
-               FROM metrics WHERE run_pk = $1 AND key = $2 \
-               ORDER BY timestamp, step, is_nan, value LIMIT $3 OFFSET $4) h",
-    )
-    .bind(pk)
-    .bind(&q.key)
-    .bind(limit)
-    .bind(q.offset as i64)
-    .fetch_one(pool)
-    .await
-    .map_err(db_err)?;
-    let (timestamps, steps, nans, values) = (
-        timestamps.unwrap_or_default(),
-        steps.unwrap_or_default(),
-        nans.unwrap_or_default(),
-        values.unwrap_or_default(),
-    );
-    if [steps.len(), nans.len(), values.len()] != [timestamps.len(); 3] {
-        return Err(CoreError::Internal(
-            "metric history columns differ in length".into(),
-        ));
-    }
-    let mut metrics: Vec<Metric> = timestamps
+    let points = load_points(pool, pk, &q.key).await?;
+    let offset = usize::try_from(q.offset).unwrap_or(usize::MAX);
+    // One more than the page, so the page helper can tell whether another follows.
+    let take = q
+        .max_results
+        .map(|m| usize::try_from(m).unwrap_or(usize::MAX).saturating_add(1))
+        .unwrap_or(usize::MAX);
+    let mut metrics: Vec<Metric> = points
         .into_iter()
-        .zip(steps)
-        .zip(nans.into_iter().zip(values))
-        .map(|((ts, step), (nan, v))| Metric::new(&q.key, decode_value(v, nan), ts, step))
+        .skip(offset)
+        .take(take)
+        .map(|(ts, step, nan, v)| Metric::new(&q.key, decode_value(v, nan), ts, step))
         .collect();
     attach_metric_context(pool, pk, &q.key, &mut metrics).await?;
     Ok(match q.max_results {
@@ -813,8 +831,8 @@ type HistoryKey = (i64, i64, bool, u64);
 /// (model_id, dataset_name, dataset_digest).
 type MetricContext = (Option<String>, Option<String>, Option<String>);
 
-/// Fills model and dataset fields for the page's rows that have them (rare: metrics
-/// logged against MLflow 3 logged models).
+/// Fills model and dataset fields for the points that have them (rare: metrics logged
+/// against MLflow 3 logged models or with a dataset).
 async fn attach_metric_context(
     pool: &PgPool,
     run_pk: i64,
@@ -835,8 +853,7 @@ async fn attach_metric_context(
     );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT timestamp, step, is_nan, value, model_id, dataset_name, dataset_digest \
-         FROM metrics WHERE run_pk = $1 AND key = $2 \
-         AND (model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL)",
+         FROM metric_contexts WHERE run_pk = $1 AND key = $2",
     )
     .bind(run_pk)
     .bind(key)
@@ -866,38 +883,51 @@ async fn attach_metric_context(
     Ok(())
 }
 
-/// Distinct steps of one metric, ascending, as one array.
+/// Distinct steps of one metric, ascending.
 pub(crate) async fn metric_steps(pool: &PgPool, run_id: &str, key: &str) -> CoreResult<Vec<i64>> {
     let pk = run_pk(pool, run_id).await?;
-    let (steps,): (Option<Vec<i64>>,) = sqlx::query_as(
-        "SELECT array_agg(DISTINCT step ORDER BY step) FROM metrics WHERE run_pk = $1 AND key = $2",
-    )
-    .bind(pk)
-    .bind(key)
-    .fetch_one(pool)
-    .await
-    .map_err(db_err)?;
-    Ok(steps.unwrap_or_default())
+    let chunks: Vec<(Vec<i64>,)> =
+        sqlx::query_as("SELECT steps FROM metric_chunks WHERE run_pk = $1 AND key = $2")
+            .bind(pk)
+            .bind(key)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+    let mut steps: Vec<i64> = chunks.into_iter().flat_map(|(s,)| s).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    Ok(steps)
 }
 
+/// Values of one metric at the given steps, ordered by step, then timestamp.
 pub(crate) async fn metrics_at_steps(
     pool: &PgPool,
     run_id: &str,
     key: &str,
     steps: &[i64],
 ) -> CoreResult<Vec<Metric>> {
-    let rows: Vec<MetricRow> = sqlx::query_as(
-        "SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
-         FROM metrics WHERE run_pk = (SELECT run_pk FROM runs WHERE run_id = $1) AND key = $2 \
-         AND step = ANY($3) ORDER BY step, timestamp",
-    )
-    .bind(run_id)
-    .bind(key)
-    .bind(steps)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    Ok(rows.into_iter().map(to_metric).collect())
+    let Some(pk) = sqlx::query_as::<_, (i64,)>("SELECT run_pk FROM runs WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| r.0)
+    else {
+        return Ok(Vec::new());
+    };
+    let wanted: std::collections::HashSet<i64> = steps.iter().copied().collect();
+    let mut points: Vec<Point> = load_points(pool, pk, key)
+        .await?
+        .into_iter()
+        .filter(|p| wanted.contains(&p.1))
+        .collect();
+    points.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)).then(point_order(a, b)));
+    let mut metrics: Vec<Metric> = points
+        .into_iter()
+        .map(|(ts, step, nan, v)| Metric::new(key, decode_value(v, nan), ts, step))
+        .collect();
+    attach_metric_context(pool, pk, key, &mut metrics).await?;
+    Ok(metrics)
 }
 
 pub(crate) async fn log_inputs(
