@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Benchmarks Cairn (and optionally stock MLflow) with crates/cairn-bench.
+# Side-by-side benchmark: Cairn vs stock MLflow, on SQLite and on PostgreSQL.
 #
-# Usage: scripts/bench.sh [--mlflow | --mlflow-only] [--quick] [-- <cairn-bench flags>]
+# Usage: scripts/bench.sh [--backend sqlite|postgres|both] [--cairn-only | --mlflow-only]
+#                         [--quick] [--docs | --no-docs] [-- <cairn-bench flags>]
 #
-#   (no flag)       build cairn + cairn-bench, bench Cairn  -> bench-results/cairn.json
-#   --mlflow        also bench stock mlflow from .venv      -> bench-results/mlflow.json,
-#                   then print a Cairn/MLflow ratio table
-#   --mlflow-only   bench only stock mlflow (no Cairn build)
-#   --quick         smoke-test counts (seconds per server, not minutes)
-#   -- ARGS         passed to cairn-bench, e.g. -- --workloads search --search-runs 2000
+# For each backend (SQLite, then PostgreSQL) it starts `cairn server` and then
+# `mlflow server` (mlflow==3.17.2 from its own venv, .venv-bench), each on a fresh
+# database, and drives both with crates/cairn-bench: the same workload and the same
+# HTTP client. Results go to bench-results/<server>-<backend>.json; at the end
+# scripts/bench_report.py prints the Cairn/MLflow ratio table and, on a full run of
+# both servers on both backends, rewrites docs/benchmarks.md and docs/benchmarks.png.
+#
+#   --backend B     sqlite, postgres or both (default: both)
+#   --cairn-only    bench only Cairn          --mlflow-only   bench only MLflow
+#   --quick         smoke-test counts (a few minutes in all, not ~25)
+#   --docs          write the docs even for a partial or --quick run
+#   --no-docs       never write the docs (just print the table)
+#   -- ARGS         passed to every cairn-bench run, e.g. -- --workloads search
+#
+# PostgreSQL: 127.0.0.1:5432, user postgres, trust auth. It is started with
+# pg_ctlcluster if it is down; each server gets its own database
+# cairn_bench_<server>_<pid>, dropped afterwards (also on failure or Ctrl-C).
 #
 # Environment:
-#   BENCH_OUT_DIR     where JSON results go (default: bench-results)
+#   BENCH_OUT_DIR     where JSON results go (default: bench-results, bench-results/quick)
+#   BENCH_VENV        the benchmark venv (default: .venv-bench)
 #   CAIRN_SERVER_CMD  override the Cairn command line ({port} and {data} are substituted)
 #   MLFLOW_WORKERS    uvicorn workers for mlflow (default 4, MLflow's own default)
+#   PGHOST PGPORT PGUSER  where PostgreSQL is (default 127.0.0.1, 5432, postgres)
 #
 # Exit status: 0 if every server ran every workload without errors, else 1.
 set -euo pipefail
@@ -22,9 +36,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 MLFLOW_VERSION=3.17.2
-OUT_DIR="${BENCH_OUT_DIR:-$ROOT/bench-results}"
+OUT_DIR="${BENCH_OUT_DIR:-}"
+VENV="${BENCH_VENV:-$ROOT/.venv-bench}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 MLFLOW_WORKERS="${MLFLOW_WORKERS:-4}"
+PGHOST="${PGHOST:-127.0.0.1}"
+PGPORT="${PGPORT:-5432}"
+PGUSER="${PGUSER:-postgres}"
+export PGHOST PGPORT PGUSER
 
 die() {
   echo "bench.sh: error: $*" >&2
@@ -35,14 +54,29 @@ usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 
-run_cairn=1
-run_mlflow=0
+backends=(sqlite postgres)
+servers=(cairn mlflow)
+quick=0
+docs=auto
 bench_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --mlflow) run_mlflow=1 ;;
-    --mlflow-only) run_mlflow=1; run_cairn=0 ;;
-    --quick) bench_args+=(--quick) ;;
+    --backend)
+      [[ $# -ge 2 ]] || die "--backend needs a value"
+      case "$2" in
+        sqlite) backends=(sqlite) ;;
+        postgres | postgresql | pg) backends=(postgres) ;;
+        both) backends=(sqlite postgres) ;;
+        *) die "--backend must be sqlite, postgres or both, not '$2'" ;;
+      esac
+      shift
+      ;;
+    --cairn-only) servers=(cairn) ;;
+    --mlflow-only) servers=(mlflow) ;;
+    --mlflow) ;; # the old "also MLflow" flag: both servers are the default now
+    --quick) quick=1; bench_args+=(--quick) ;;
+    --docs) docs=yes ;;
+    --no-docs) docs=no ;;
     -h | --help) usage; exit 0 ;;
     --) shift; bench_args+=("$@"); break ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -50,48 +84,116 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
+wants_server() {
+  local s
+  for s in "${servers[@]}"; do [[ $s == "$1" ]] && return 0; done
+  return 1
+}
+wants_backend() {
+  local b
+  for b in "${backends[@]}"; do [[ $b == "$1" ]] && return 0; done
+  return 1
+}
+
 command -v cargo >/dev/null || die "cargo not found on PATH"
+# Smoke runs never overwrite the full results the docs are generated from.
+if [[ -z "$OUT_DIR" ]]; then
+  OUT_DIR="$ROOT/bench-results"
+  [[ $quick == 1 ]] && OUT_DIR="$ROOT/bench-results/quick"
+fi
 
 # --- build ------------------------------------------------------------------
 packages=(-p cairn-bench)
-[[ $run_cairn == 1 ]] && packages+=(-p cairn)
+wants_server cairn && packages+=(-p cairn)
 echo "==> cargo build --release ${packages[*]}"
 cargo build --release "${packages[@]}" || die "cargo build failed"
 BENCH="$TARGET_DIR/release/cairn-bench"
+CAIRN_BIN="$TARGET_DIR/release/cairn"
 [[ -x "$BENCH" ]] || die "$BENCH was not built"
 
-# --- stock MLflow venv -----------------------------------------------------------
-ensure_mlflow() {
-  local venv="$ROOT/.venv"
-  if [[ ! -x "$venv/bin/mlflow" ]]; then
-    command -v python3 >/dev/null || die "python3 is needed to create $venv"
-    echo "==> creating $venv with mlflow==$MLFLOW_VERSION (one-off, takes a few minutes)"
-    python3 -m venv "$venv" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install --quiet "mlflow==$MLFLOW_VERSION" || die "pip install mlflow==$MLFLOW_VERSION failed"
+# --- the benchmark venv: mlflow, its PostgreSQL driver, matplotlib -----------
+ensure_venv() {
+  local py="$VENV/bin/python"
+  if [[ ! -x "$py" ]]; then
+    command -v python3 >/dev/null || die "python3 is needed to create $VENV"
+    echo "==> creating $VENV (one-off, takes a few minutes)"
+    python3 -m venv "$VENV" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
   fi
-  local have
-  have="$("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)')" \
-    || die "$venv exists but 'import mlflow' fails; delete .venv and re-run"
-  if [[ "$have" != "$MLFLOW_VERSION" ]]; then
-    echo "bench.sh: warning: .venv has mlflow $have, expected $MLFLOW_VERSION" >&2
+  if ! "$py" - "$MLFLOW_VERSION" <<'PY' 2>/dev/null; then
+import sys
+import matplotlib, mlflow, psycopg2  # noqa: F401
+sys.exit(mlflow.__version__ != sys.argv[1])
+PY
+    echo "==> installing mlflow==$MLFLOW_VERSION psycopg2-binary matplotlib into $VENV"
+    "$VENV/bin/pip" install --quiet "mlflow==$MLFLOW_VERSION" psycopg2-binary matplotlib \
+      || die "pip install into $VENV failed"
   fi
+  "$py" -c 'import matplotlib, mlflow, psycopg2' || die "$VENV is broken; delete it and re-run"
+}
+ensure_venv
+PY="$VENV/bin/python"
+
+# --- PostgreSQL ---------------------------------------------------------------
+ensure_postgres() {
+  command -v pg_isready >/dev/null || die "pg_isready not found (apt-get install postgresql-client)"
+  pg_isready -q -h "$PGHOST" -p "$PGPORT" && return 0
+  echo "==> PostgreSQL at $PGHOST:$PGPORT is down; starting it"
+  local version
+  # shellcheck disable=SC2012 # version directory names are plain numbers
+  version="$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)"
+  [[ -n "$version" ]] || die "PostgreSQL is down and no cluster is configured in /etc/postgresql"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start \
+    || die "pg_ctlcluster $version main start failed"
+  local i
+  for i in $(seq 30); do
+    pg_isready -q -h "$PGHOST" -p "$PGPORT" && return 0
+    sleep 1
+  done
+  die "PostgreSQL did not become ready on $PGHOST:$PGPORT within 30 s (after $i tries)"
 }
 
-# --- run --------------------------------------------------------------------------
+created_dbs=()
+drop_db() {
+  dropdb --if-exists --force "$1" || echo "bench.sh: warning: could not drop database $1" >&2
+  local keep=() d
+  for d in ${created_dbs[@]+"${created_dbs[@]}"}; do [[ $d == "$1" ]] || keep+=("$d"); done
+  created_dbs=(${keep[@]+"${keep[@]}"})
+}
+cleanup() {
+  local db
+  for db in ${created_dbs[@]+"${created_dbs[@]}"}; do drop_db "$db"; done
+  created_dbs=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if wants_backend postgres; then
+  ensure_postgres
+fi
+
+# --- versions and machine, recorded before the run ------------------------------------
 mkdir -p "$OUT_DIR"
+meta_args=(--out "$OUT_DIR/meta.json" --root "$ROOT")
+[[ -x "$CAIRN_BIN" ]] && meta_args+=(--cairn-bin "$CAIRN_BIN")
+wants_backend postgres && meta_args+=(--postgres)
+"$PY" "$ROOT/scripts/bench_report.py" meta "${meta_args[@]}" || die "collecting versions failed"
+
+# --- run --------------------------------------------------------------------------
 failed=()
 
-# bench LABEL COMMAND: runs cairn-bench against one server; records failure
-# instead of exiting so the other server still gets benchmarked.
+# bench LABEL COMMAND [cairn-bench args...]: runs cairn-bench against one server;
+# records failure instead of exiting so the other servers still get benchmarked.
 bench() {
   local label="$1" cmd="$2" rc=0
+  shift 2
   echo
   echo "==> benchmarking $label: $cmd"
   rm -f "$OUT_DIR/$label.json" # never compare against a stale result
   # --idle-s 5: MLflow forks its job-runner workers a few seconds after /health
   # turns 200; 1 s of idle would catch it half-started. Overridable via `--`.
   "$BENCH" --label "$label" --server-cmd "$cmd" --json "$OUT_DIR/$label.json" --idle-s 5 \
-    ${bench_args[@]+"${bench_args[@]}"} || rc=$?
+    "$@" ${bench_args[@]+"${bench_args[@]}"} || rc=$?
   case $rc in
     0) ;;
     1) failed+=("$label (workload errors; see its ERRORS section)") ;;
@@ -99,49 +201,55 @@ bench() {
   esac
 }
 
-if [[ $run_cairn == 1 ]]; then
-  CAIRN_BIN="$TARGET_DIR/release/cairn"
-  [[ -x "$CAIRN_BIN" ]] || die "$CAIRN_BIN was not built"
-  # (Not a ${VAR:-default}: the braces in {port} would end the expansion early.)
-  cairn_cmd="$CAIRN_BIN server --host 127.0.0.1 --port {port} --backend-store-uri sqlite:///{data}/db.sqlite"
-  bench cairn "${CAIRN_SERVER_CMD:-$cairn_cmd}"
-fi
+# Stock settings, except the SQLAlchemy pool: its default (5 + 10 overflow) is
+# smaller than the 16 concurrent clients, which makes requests wait 30 s for a
+# connection and fail. A real deployment would raise it, so we do too.
+export MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW="${MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW:-30}"
 
-if [[ $run_mlflow == 1 ]]; then
-  ensure_mlflow
-  # Stock settings, except the SQLAlchemy pool: its default (5 + 10 overflow)
-  # is smaller than the 16 concurrent clients, which makes requests wait 30 s
-  # for a connection and fail. A real deployment would raise it, so we do too.
-  export MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW="${MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW:-30}"
-  bench mlflow "$ROOT/.venv/bin/mlflow server --backend-store-uri sqlite:///{data}/mlflow.db --host 127.0.0.1 --port {port} --workers $MLFLOW_WORKERS"
-fi
+for backend in "${backends[@]}"; do
+  for server in "${servers[@]}"; do
+    label="$server-$backend"
+    extra=()
+    if [[ $backend == sqlite ]]; then
+      cairn_uri="sqlite:///{data}/cairn.db"
+      mlflow_uri="sqlite:///{data}/mlflow.db"
+    else
+      db="cairn_bench_${server}_$$"
+      createdb "$db" || die "createdb $db failed"
+      created_dbs+=("$db")
+      cairn_uri="postgresql://$PGUSER@$PGHOST:$PGPORT/$db"
+      mlflow_uri="$cairn_uri"
+      # Bring the planner's statistics up to date after each data load, as
+      # autovacuum would within a minute; done the same way for both servers.
+      extra+=(--after-populate-cmd "psql -qX -d $db -c ANALYZE")
+    fi
+    if [[ $server == cairn ]]; then
+      [[ -x "$CAIRN_BIN" ]] || die "$CAIRN_BIN was not built"
+      # (Not a ${VAR:-default}: the braces in {port} would end the expansion early.)
+      cmd="$CAIRN_BIN server --host 127.0.0.1 --port {port} --backend-store-uri $cairn_uri"
+      bench "$label" "${CAIRN_SERVER_CMD:-$cmd}" ${extra[@]+"${extra[@]}"}
+    else
+      # Loading 100k runs through MLflow's REST API would take hours; the same
+      # runs go straight into its tables instead (see bench_populate_mlflow.py).
+      populate="$PY $ROOT/scripts/bench_populate_mlflow.py --db-uri $mlflow_uri"
+      populate+=" --experiment-id {experiment_id} --start {start} --end {end}"
+      bench "$label" \
+        "$VENV/bin/mlflow server --backend-store-uri $mlflow_uri --host 127.0.0.1 --port {port} --workers $MLFLOW_WORKERS" \
+        --search-populate-cmd "$populate" ${extra[@]+"${extra[@]}"}
+    fi
+    if [[ $backend == postgres ]]; then drop_db "$db"; fi
+  done
+done
 
-# --- ratio table when both ran ---------------------------------------------------------
-if [[ $run_cairn == 1 && $run_mlflow == 1 && -f "$OUT_DIR/cairn.json" && -f "$OUT_DIR/mlflow.json" ]] \
-  && command -v python3 >/dev/null; then
-  python3 - "$OUT_DIR/cairn.json" "$OUT_DIR/mlflow.json" <<'PY'
-import json, sys
-cairn, mlflow = (json.load(open(p)) for p in sys.argv[1:3])
-def workloads(doc):
-    return {w["name"]: w for w in doc["workloads"] if not w["setup"]}
-c, m = workloads(cairn), workloads(mlflow)
-print("\nCairn vs MLflow (speed-up = how many times better Cairn is)")
-print(f"{'workload':<20} {'cairn p50':>10} {'mlflow p50':>11} {'speed-up':>9} {'cairn req/s':>12} {'mlflow req/s':>13}")
-for name, cw in c.items():
-    mw = m.get(name)
-    if not mw or not cw.get("latency_ms") or not mw.get("latency_ms"):
-        continue
-    cp, mp = cw["latency_ms"]["p50"], mw["latency_ms"]["p50"]
-    print(f"{name:<20} {cp:>10.2f} {mp:>11.2f} {mp / cp:>8.1f}x {cw['req_per_s']:>12.1f} {mw['req_per_s']:>13.1f}")
-cs, ms = cairn.get("server"), mlflow.get("server")
-if cs and ms:
-    print(f"{'start-to-healthy ms':<20} {cs['start_to_healthy_ms']:>10.1f} {ms['start_to_healthy_ms']:>11.1f} "
-          f"{ms['start_to_healthy_ms'] / max(cs['start_to_healthy_ms'], 1e-9):>8.1f}x")
-    for key in ("idle", "peak_sampled"):
-        cr, mr = cs[key]["pss_kib"] / 1024, ms[key]["pss_kib"] / 1024
-        print(f"{key + ' PSS MiB':<20} {cr:>10.1f} {mr:>11.1f} {mr / max(cr, 1e-9):>8.1f}x")
-PY
+# --- ratio table, docs and chart ---------------------------------------------------
+backend_list="$(IFS=,; echo "${backends[*]}")"
+report_args=(report --results "$OUT_DIR" --backends "$backend_list")
+full_run=0
+[[ $quick == 0 && ${#servers[@]} == 2 && ${#backends[@]} == 2 ]] && full_run=1
+if [[ $docs == yes || ($docs == auto && $full_run == 1) ]]; then
+  report_args+=(--docs "$ROOT/docs/benchmarks.md" --chart "$ROOT/docs/benchmarks.png")
 fi
+"$PY" "$ROOT/scripts/bench_report.py" "${report_args[@]}" || failed+=("bench_report.py")
 
 echo
 if [[ ${#failed[@]} -gt 0 ]]; then

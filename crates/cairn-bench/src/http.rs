@@ -18,7 +18,12 @@ pub fn new_client(timeout: Duration) -> Result<Client> {
         // A sequential client only ever needs one connection; keeping exactly
         // one idle means every request after the first reuses it.
         .pool_max_idle_per_host(1)
-        .pool_idle_timeout(None)
+        // ...unless it sat idle for longer than the server keeps it open:
+        // uvicorn (stock MLflow) closes idle connections after 5 s, and reusing
+        // one just as it closes fails the request. Idle gaps only happen
+        // between phases (e.g. at the warm-up barrier), never between the
+        // back-to-back measured requests, so no measured request pays for this.
+        .pool_idle_timeout(Duration::from_secs(3))
         // Environment proxies must never see loopback benchmark traffic.
         .no_proxy()
         .timeout(timeout)
@@ -70,13 +75,13 @@ pub async fn timed(client: &Client, req: Request) -> Result<Timed, String> {
     let resp = client
         .execute(req)
         .await
-        .map_err(|e| format!("transport: {e}"))?;
+        .map_err(|e| format!("transport: {}", error_chain(&e)))?;
     let status = resp.status();
     let server_ms = server_timing_app_ms(resp.headers());
     let body = resp
         .bytes()
         .await
-        .map_err(|e| format!("reading body: {e}"))?;
+        .map_err(|e| format!("reading body: {}", error_chain(&e)))?;
     let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
     settle().await;
     Ok(Timed {
@@ -85,6 +90,19 @@ pub async fn timed(client: &Client, req: Request) -> Result<Timed, String> {
         elapsed_ms,
         server_ms,
     })
+}
+
+/// An error and its sources, e.g. "error sending request: connection closed
+/// before message completed" (reqwest's Display shows only the first part).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Lets reqwest put the connection back into its idle pool, outside timing.
