@@ -111,7 +111,10 @@ BENCH="$TARGET_DIR/release/cairn-bench"
 CAIRN_BIN="$TARGET_DIR/release/cairn"
 [[ -x "$BENCH" ]] || die "$BENCH was not built"
 
-# --- the benchmark venv: mlflow, its PostgreSQL driver, matplotlib -----------
+# --- the benchmark venv: mlflow, its PostgreSQL drivers, matplotlib ----------
+# SQLAlchemy 2.1 (what mlflow 3.17.2 pulls in) maps postgresql:// to psycopg 3,
+# so that is the driver MLflow uses here; psycopg2 serves postgresql+psycopg2://.
+pip_pkgs=("mlflow==$MLFLOW_VERSION" "psycopg[binary]" psycopg2-binary matplotlib)
 ensure_venv() {
   local py="$VENV/bin/python"
   if [[ ! -x "$py" ]]; then
@@ -121,14 +124,13 @@ ensure_venv() {
   fi
   if ! "$py" - "$MLFLOW_VERSION" <<'PY' 2>/dev/null; then
 import sys
-import matplotlib, mlflow, psycopg2  # noqa: F401
+import matplotlib, mlflow, psycopg, psycopg2  # noqa: F401
 sys.exit(mlflow.__version__ != sys.argv[1])
 PY
-    echo "==> installing mlflow==$MLFLOW_VERSION psycopg2-binary matplotlib into $VENV"
-    "$VENV/bin/pip" install --quiet "mlflow==$MLFLOW_VERSION" psycopg2-binary matplotlib \
-      || die "pip install into $VENV failed"
+    echo "==> installing ${pip_pkgs[*]} into $VENV"
+    "$VENV/bin/pip" install --quiet "${pip_pkgs[@]}" || die "pip install into $VENV failed"
   fi
-  "$py" -c 'import matplotlib, mlflow, psycopg2' || die "$VENV is broken; delete it and re-run"
+  "$py" -c 'import matplotlib, mlflow, psycopg, psycopg2' || die "$VENV is broken; delete it and re-run"
 }
 ensure_venv
 PY="$VENV/bin/python"

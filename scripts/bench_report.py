@@ -123,9 +123,9 @@ def cmd_meta(args: argparse.Namespace) -> int:
             "sqlite": sqlite3.sqlite_version,
             "workers": int(os.environ.get("MLFLOW_WORKERS", "4")),
         }
-        import psycopg2
+        import psycopg
 
-        meta["mlflow"]["psycopg2"] = psycopg2.__version__.split()[0]
+        meta["mlflow"]["psycopg"] = psycopg.__version__
     except ImportError as e:
         print(f"bench_report: warning: {e}", file=sys.stderr)
     if args.postgres:
@@ -365,7 +365,10 @@ def _versions(meta: dict, backends: list[str]) -> list[str]:
     mach, cairn, ml = meta.get("machine", {}), meta.get("cairn", {}), meta.get("mlflow", {})
     sha = cairn.get("git_sha", "?")
     dirty = cairn.get("uncommitted") or []
-    cairn_v = f"Cairn `{sha}`" + (f" plus uncommitted changes to {len(dirty)} file(s)" if dirty else "")
+    cairn_v = f"Cairn `{sha}`"
+    if dirty:
+        files = ", ".join(f"`{f}`" for f in dirty[:4]) + (" …" if len(dirty) > 4 else "")
+        cairn_v += f" plus uncommitted changes to {files}"
     cairn_v += f" ({cairn.get('rustc', 'rustc ?')}, release profile"
     cairn_v += f", bundled SQLite {cairn['sqlite']})" if cairn.get("sqlite") else ")"
     lines = [
@@ -374,7 +377,7 @@ def _versions(meta: dict, backends: list[str]) -> list[str]:
         "Shared with other work (compiles ran alongside), so single figures are noisy.",
         f"- **Measured**: {meta.get('date_utc', '?')}.",
         f"- **Versions**: {cairn_v}; MLflow {ml.get('version', '?')} (Python {meta.get('python', '?')}, "
-        f"SQLAlchemy {ml.get('sqlalchemy', '?')}, psycopg2 {ml.get('psycopg2', '?')}, SQLite "
+        f"SQLAlchemy {ml.get('sqlalchemy', '?')}, psycopg {ml.get('psycopg', '?')}, SQLite "
         f"{ml.get('sqlite', '?')}, {ml.get('workers', '?')} uvicorn workers)"
         + (f"; PostgreSQL {meta['postgres']}" if meta.get("postgres") and "postgres" in backends else "")
         + ".",
