@@ -99,7 +99,7 @@ command -v cargo >/dev/null || die "cargo not found on PATH"
 # Smoke runs never overwrite the full results the docs are generated from.
 if [[ -z "$OUT_DIR" ]]; then
   OUT_DIR="$ROOT/bench-results"
-  [[ $quick == 1 ]] && OUT_DIR="$ROOT/bench-results/quick"
+  if [[ $quick == 1 ]]; then OUT_DIR="$ROOT/bench-results/quick"; fi
 fi
 
 # --- build ------------------------------------------------------------------
@@ -107,9 +107,15 @@ packages=(-p cairn-bench)
 wants_server cairn && packages+=(-p cairn)
 echo "==> cargo build --release ${packages[*]}"
 cargo build --release "${packages[@]}" || die "cargo build failed"
-BENCH="$TARGET_DIR/release/cairn-bench"
-CAIRN_BIN="$TARGET_DIR/release/cairn"
-[[ -x "$BENCH" ]] || die "$BENCH was not built"
+[[ -x "$TARGET_DIR/release/cairn-bench" ]] || die "$TARGET_DIR/release/cairn-bench was not built"
+# Private copies: a concurrent cargo build must not swap the binary mid-run.
+mkdir -p "$OUT_DIR/bin"
+BENCH="$OUT_DIR/bin/cairn-bench"
+CAIRN_BIN="$OUT_DIR/bin/cairn"
+cp "$TARGET_DIR/release/cairn-bench" "$BENCH"
+if wants_server cairn; then
+  cp "$TARGET_DIR/release/cairn" "$CAIRN_BIN" || die "$TARGET_DIR/release/cairn was not built"
+fi
 
 # --- the benchmark venv: mlflow, its PostgreSQL drivers, matplotlib ----------
 # SQLAlchemy 2.1 (what mlflow 3.17.2 pulls in) maps postgresql:// to psycopg 3,
@@ -175,7 +181,6 @@ if wants_backend postgres; then
 fi
 
 # --- versions and machine, recorded before the run ------------------------------------
-mkdir -p "$OUT_DIR"
 meta_args=(--out "$OUT_DIR/meta.json" --root "$ROOT")
 [[ -x "$CAIRN_BIN" ]] && meta_args+=(--cairn-bin "$CAIRN_BIN")
 wants_backend postgres && meta_args+=(--postgres)
