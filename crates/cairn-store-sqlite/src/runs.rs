@@ -7,6 +7,7 @@ use cairn_core::model::{
     RunInfo, RunInputs, RunOutputs, Tag,
 };
 use cairn_core::page::{page_from_overfetch, Page};
+use cairn_core::search::{Field, OrderBy};
 use cairn_core::service::RUN_NAME_TAG;
 use cairn_core::store::{
     run_artifact_uri, LogBatch, MetricHistoryQuery, NewRun, RunSearch, RunUpdate,
@@ -645,19 +646,17 @@ pub(crate) async fn delete_tag(store: &SqliteStore, run_id: &str, key: &str) -> 
     tx.commit().await.map_err(db_err)
 }
 
-pub(crate) async fn search(pool: &SqlitePool, q: &RunSearch) -> CoreResult<Page<Run>> {
-    let mut qb: QueryBuilder<'static, Sqlite> =
-        QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs r"));
-    let keys = push_order_joins(&mut qb, Target::Runs, &q.order_by)?;
+/// Appends the conditions every run search shares: experiments, lifecycle stage, filter.
+fn push_run_conditions(qb: &mut QueryBuilder<'static, Sqlite>, q: &RunSearch) -> CoreResult<()> {
     // Plain equality for the common one-experiment, one-stage case lets SQLite walk
     // runs_by_experiment in (start_time DESC, run_id) order and stop at LIMIT.
     match q.experiment_ids.as_slice() {
         [one] => {
-            qb.push(" WHERE r.experiment_id = ");
+            qb.push(" r.experiment_id = ");
             qb.push_bind(*one);
         }
         many => {
-            qb.push(" WHERE r.experiment_id IN (SELECT value FROM json_each(");
+            qb.push(" r.experiment_id IN (SELECT value FROM json_each(");
             qb.push_bind(json_list(many));
             qb.push("))");
         }
@@ -669,14 +668,133 @@ pub(crate) async fn search(pool: &SqlitePool, q: &RunSearch) -> CoreResult<Page<
     }
     if let Some(f) = &q.filter {
         qb.push(" AND ");
-        push_filter(&mut qb, Target::Runs, f)?;
+        push_filter(qb, Target::Runs, f)?;
     }
+    Ok(())
+}
+
+pub(crate) async fn search(pool: &SqlitePool, q: &RunSearch) -> CoreResult<Page<Run>> {
+    if let [OrderBy {
+        field: Field::Metric(key),
+        ascending,
+    }] = q.order_by.as_slice()
+    {
+        return search_by_one_metric(pool, q, key, *ascending).await;
+    }
+    let mut qb: QueryBuilder<'static, Sqlite> =
+        QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs r"));
+    let keys = push_order_joins(&mut qb, Target::Runs, &q.order_by)?;
+    qb.push(" WHERE");
+    push_run_conditions(&mut qb, q)?;
     push_order_by(&mut qb, &keys, "r.start_time DESC, r.run_id ASC");
     qb.push(" LIMIT ");
     qb.push_bind((q.max_results + 1) as i64);
     qb.push(" OFFSET ");
     qb.push_bind(q.offset as i64);
     let rows: Vec<RunRow> = qb.build_query_as().fetch_all(pool).await.map_err(db_err)?;
+    let page = page_from_overfetch(rows, q.offset, q.max_results);
+    Ok(Page {
+        items: hydrate(pool, page.items).await?,
+        next_page_token: page.next_page_token,
+    })
+}
+
+/// The three parts of an ordering by one metric, in MLflow's order: runs with a number
+/// (by value), runs whose latest value is NaN, runs without the metric.
+#[derive(Clone, Copy)]
+enum Segment {
+    Valued,
+    Nan,
+    Missing,
+}
+
+/// Builds one segment's query; `select` is the column list (or `count(*)`).
+fn segment_query(
+    q: &RunSearch,
+    key: &str,
+    ascending: bool,
+    segment: Segment,
+    select: &str,
+    window: Option<(i64, i64)>,
+) -> CoreResult<QueryBuilder<'static, Sqlite>> {
+    let mut qb = QueryBuilder::new(format!("SELECT {select} FROM "));
+    match segment {
+        Segment::Valued | Segment::Nan => {
+            qb.push("latest_metrics o0 JOIN runs r ON r.run_pk = o0.run_pk WHERE o0.key = ");
+            qb.push_bind(key.to_string());
+            qb.push(if matches!(segment, Segment::Nan) {
+                " AND o0.is_nan = 1 AND"
+            } else {
+                " AND o0.is_nan = 0 AND"
+            });
+        }
+        Segment::Missing => {
+            qb.push(
+                "runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics o0 \
+                 WHERE o0.run_pk = r.run_pk AND o0.key = ",
+            );
+            qb.push_bind(key.to_string());
+            qb.push(") AND");
+        }
+    }
+    push_run_conditions(&mut qb, q)?;
+    if let Some((limit, offset)) = window {
+        qb.push(" ORDER BY ");
+        if matches!(segment, Segment::Valued) {
+            qb.push(if ascending {
+                "o0.value ASC, "
+            } else {
+                "o0.value DESC, "
+            });
+        }
+        qb.push("r.start_time DESC, r.run_id ASC LIMIT ");
+        qb.push_bind(limit);
+        qb.push(" OFFSET ");
+        qb.push_bind(offset);
+    }
+    Ok(qb)
+}
+
+/// `order_by` one metric, the UI's sort-by-column case, as up to three ordered queries
+/// instead of one sort over every matching run. The first walks the (key, value) index in
+/// order and stops once the page is full, so its cost follows the page, not the number of
+/// runs; the others run only when a page reaches past the runs that have a value. All
+/// read one snapshot (a read transaction), so the parts agree with each other.
+async fn search_by_one_metric(
+    pool: &SqlitePool,
+    q: &RunSearch,
+    key: &str,
+    ascending: bool,
+) -> CoreResult<Page<Run>> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut want = (q.max_results + 1) as i64;
+    let mut skip = q.offset as i64;
+    let mut rows: Vec<RunRow> = Vec::new();
+    for segment in [Segment::Valued, Segment::Nan, Segment::Missing] {
+        if want == 0 {
+            break;
+        }
+        let got: Vec<RunRow> =
+            segment_query(q, key, ascending, segment, RUN_COLUMNS, Some((want, skip)))?
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if got.is_empty() && skip > 0 {
+            // The page starts beyond this part: skip all of it.
+            let (n,): (i64,) = segment_query(q, key, ascending, segment, "count(*)", None)?
+                .build_query_as()
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            skip = (skip - n).max(0);
+        } else if !got.is_empty() {
+            want -= got.len() as i64;
+            skip = 0;
+            rows.extend(got);
+        }
+    }
+    tx.commit().await.map_err(db_err)?;
     let page = page_from_overfetch(rows, q.offset, q.max_results);
     Ok(Page {
         items: hydrate(pool, page.items).await?,
