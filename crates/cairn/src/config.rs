@@ -137,18 +137,19 @@ impl fmt::Debug for ServerConfig {
     }
 }
 
-/// Replaces a `user:password@` part of a URI with `user:***@`.
+/// Replaces the password of a `user:password@` part of a URI with `***`.
 pub fn redact_uri(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return uri.to_string();
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
+        // Only a password is secret; a bare user name is shown as given.
+        Some((userinfo, host)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{scheme}://{user}:***@{host}{path}")
         }
-        None => uri.to_string(),
+        _ => uri.to_string(),
     }
 }
 
@@ -316,6 +317,15 @@ mod tests {
             "postgresql://bob:***@db:5432/x"
         );
         assert_eq!(redact_uri("sqlite:///a.db"), "sqlite:///a.db");
+        assert_eq!(
+            redact_uri("postgres://postgres@127.0.0.1/db"),
+            "postgres://postgres@127.0.0.1/db",
+            "no password, nothing to hide"
+        );
+        assert_eq!(
+            redact_uri("postgresql://bob:@h/x"),
+            "postgresql://bob:***@h/x"
+        );
         let mut c = ServerConfig::with_data_dir("/d");
         c.backend_store_uri = Some("postgresql://bob:s3cret@db/x".into());
         assert!(!format!("{c:?}").contains("s3cret"));
