@@ -720,7 +720,10 @@ fn segment_query(
     let mut qb = QueryBuilder::new(format!("SELECT {select} FROM "));
     match segment {
         Segment::Valued | Segment::Nan => {
-            qb.push("latest_metrics o0 JOIN runs r ON r.run_pk = o0.run_pk WHERE o0.key = ");
+            // CROSS JOIN fixes SQLite's join order: walk the metric index in value order
+            // and stop at LIMIT, rather than scan the experiment's runs and sort them all
+            // (measured on 20k runs: 10.5 ms -> 0.22 ms).
+            qb.push("latest_metrics o0 CROSS JOIN runs r ON r.run_pk = o0.run_pk WHERE o0.key = ");
             qb.push_bind(key.to_string());
             qb.push(if matches!(segment, Segment::Nan) {
                 " AND o0.is_nan = 1 AND"
