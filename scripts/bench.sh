@@ -29,7 +29,8 @@
 #   MLFLOW_WORKERS    uvicorn workers for mlflow (default 4, MLflow's own default)
 #   PGHOST PGPORT PGUSER  where PostgreSQL is (default 127.0.0.1, 5432, postgres)
 #
-# Exit status: 0 if every server ran every workload without errors, else 1.
+# Exit status: 0 if every run completed and Cairn answered every request, else 1
+# (errors from stock MLflow are reported, not fatal).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -191,6 +192,9 @@ failed=()
 
 # bench LABEL COMMAND [cairn-bench args...]: runs cairn-bench against one server;
 # records failure instead of exiting so the other servers still get benchmarked.
+# MLflow's own request errors (e.g. "database is locked" under 16 SQLite writers)
+# are findings, listed in the report, not failures of the benchmark.
+warnings=()
 bench() {
   local label="$1" cmd="$2" rc=0
   shift 2
@@ -203,7 +207,13 @@ bench() {
     "$@" ${bench_args[@]+"${bench_args[@]}"} || rc=$?
   case $rc in
     0) ;;
-    1) failed+=("$label (workload errors; see its ERRORS section)") ;;
+    1)
+      if [[ $label == mlflow-* ]]; then
+        warnings+=("$label answered some requests with errors (see its ERRORS section)")
+      else
+        failed+=("$label (workload errors; see its ERRORS section)")
+      fi
+      ;;
     *) failed+=("$label (bench aborted with status $rc; server failed to start?)") ;;
   esac
 }
@@ -220,14 +230,20 @@ for backend in "${backends[@]}"; do
     if [[ $backend == sqlite ]]; then
       cairn_uri="sqlite:///{data}/cairn.db"
       mlflow_uri="sqlite:///{data}/mlflow.db"
+      # Planner statistics after each data load, for both servers. MLflow never
+      # runs ANALYZE itself, and without it SQLite picks a plan that takes
+      # minutes per search over 100k runs; we compare against the tuned case.
+      analyze="import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=60)"
+      analyze+="; c.execute('ANALYZE'); c.commit(); c.close()"
+      extra+=(--after-populate-cmd "$PY -c \"$analyze\" {data}/$server.db")
     else
       db="cairn_bench_${server}_$$"
       createdb "$db" || die "createdb $db failed"
       created_dbs+=("$db")
       cairn_uri="postgresql://$PGUSER@$PGHOST:$PGPORT/$db"
       mlflow_uri="$cairn_uri"
-      # Bring the planner's statistics up to date after each data load, as
-      # autovacuum would within a minute; done the same way for both servers.
+      # Planner statistics after each data load, as autovacuum would within a
+      # minute; done the same way for both servers.
       extra+=(--after-populate-cmd "psql -qX -d $db -c ANALYZE")
     fi
     if [[ $server == cairn ]]; then
@@ -259,6 +275,7 @@ fi
 "$PY" "$ROOT/scripts/bench_report.py" "${report_args[@]}" || failed+=("bench_report.py")
 
 echo
+for w in ${warnings[@]+"${warnings[@]}"}; do echo "bench.sh: note: $w" >&2; done
 if [[ ${#failed[@]} -gt 0 ]]; then
   for f in "${failed[@]}"; do echo "bench.sh: FAILED: $f" >&2; done
   exit 1

@@ -36,8 +36,8 @@ pub struct Config {
     pub history_iters: usize,
     pub warmup: usize,
     pub populate_concurrency: usize,
-    /// A measured phase stops issuing requests after this many seconds (once
-    /// every client has done `MIN_MEASURED`), so slow servers finish in time.
+    /// A measured phase stops issuing requests after this many seconds (see
+    /// `over_budget`), so slow servers finish in time.
     pub phase_budget_s: f64,
     /// External command that populates the search data set instead of the
     /// REST API (`{data}`, `{experiment_id}`, `{start}`, `{end}` substituted).
@@ -57,8 +57,20 @@ impl Config {
     }
 }
 
-/// Requests every client makes in a measured phase even past the time budget.
+/// Requests every client makes in a measured phase even past the time budget...
 pub const MIN_MEASURED: usize = 5;
+
+/// ...unless the phase has run this many budgets: a request that takes
+/// minutes is measured once or twice, not five times.
+const HARD_STOP_BUDGETS: u32 = 4;
+
+/// Whether a client that has made `done` measured requests since `elapsed`
+/// ago stops before the next one.
+fn over_budget(done: usize, elapsed: Duration, budget: Duration) -> bool {
+    elapsed >= budget
+        && (done >= MIN_MEASURED
+            || (done >= 1 && elapsed >= budget.saturating_mul(HARD_STOP_BUDGETS)))
+}
 
 #[derive(Debug, Serialize)]
 pub struct WorkloadResult {
@@ -235,7 +247,7 @@ fn client_thread(
     let start = Instant::now();
     rt.block_on(async {
         for (k, body) in plan.measured.into_iter().enumerate() {
-            if k >= MIN_MEASURED && start.elapsed() >= budget {
+            if over_budget(k, start.elapsed(), budget) {
                 break;
             }
             match one(&client, url, body, validate).await {
@@ -609,7 +621,9 @@ async fn search_variant(
         }
         Ok(())
     });
+    let t0 = Instant::now();
     let first = http::setup_post(setup, base, "/runs/search", &query).await?;
+    let first_took = t0.elapsed();
     let runs = first["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     for run in runs {
         SearchRun::check(run).map_err(|e| anyhow::anyhow!("populated data is wrong: {e}"))?;
@@ -620,8 +634,15 @@ async fn search_variant(
         .collect();
 
     let body = query.to_string();
+    // The checked request above already warmed the server up; more warm-up
+    // only pays off when a search is quick enough to repeat many times.
+    let warmup = if first_took.saturating_mul(10) > cfg.budget() {
+        0
+    } else {
+        cfg.warmup.min(3)
+    };
     let plan = ClientPlan {
-        warmup: vec![body.clone(); cfg.warmup.min(3)],
+        warmup: vec![body.clone(); warmup],
         measured: vec![body; cfg.search_iters],
     };
     let url = format!("{base}{API}/runs/search");
@@ -942,7 +963,7 @@ async fn history_fetches(
     let mut wall = Duration::ZERO;
     for iter in 0..warmup + iters {
         let measured = iter >= warmup;
-        if measured && iter - warmup >= MIN_MEASURED && wall >= budget {
+        if measured && over_budget(iter - warmup, wall, budget) {
             break;
         }
         let t0 = Instant::now();
@@ -1033,6 +1054,16 @@ mod tests {
         assert_eq!(SearchRun::check(&run), Ok(()));
         run["data"]["metrics"][0]["value"] = json!(0.123);
         assert!(SearchRun::check(&run).is_err());
+    }
+
+    #[test]
+    fn budget_rules() {
+        let b = Duration::from_secs(30);
+        assert!(!over_budget(100, Duration::from_secs(29), b));
+        assert!(!over_budget(4, Duration::from_secs(31), b));
+        assert!(over_budget(5, Duration::from_secs(31), b));
+        assert!(over_budget(1, Duration::from_secs(121), b));
+        assert!(!over_budget(0, Duration::from_secs(500), b));
     }
 
     #[test]
