@@ -428,6 +428,18 @@ def generated_block(meta, docs, backends, chart_name) -> str:
             lines += [f"{missing} did not produce results on this backend (see the run's log).", ""]
         lines += markdown_table(build_rows(c, m))
         lines.append("")
+    met, missed = [], []
+    for b in backends:
+        c, m = docs.get(f"cairn-{b}"), docs.get(f"mlflow-{b}")
+        if c and m:
+            for r in build_rows(c, m):
+                if r.met() is not None:
+                    (met if r.met() else missed).append(f"{r.title} on {BACKEND_NAMES[b]} ({_ratio(r)})")
+    if met or missed:
+        lines.append(f"**Targets**: {len(met)} of {len(met) + len(missed)} met.")
+        if missed:
+            lines.append("Missed: " + "; ".join(missed) + ".")
+        lines.append("")
     lines += [f"![Speed-up of Cairn over MLflow per workload]({chart_name})", ""]
     for b in backends:
         c = docs.get(f"cairn-{b}")
