@@ -45,6 +45,55 @@ pub fn page_from_overfetch<T>(mut rows: Vec<T>, offset: u64, limit: u64) -> Page
     }
 }
 
+/// The offset arithmetic of a page read from a result made of parts queried one after
+/// another (e.g. runs with a value, then NaN, then missing, for an order_by one metric).
+/// Ask [`PartWindow::next`] for each part's LIMIT/OFFSET, report what it returned, and
+/// stop when it answers `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct PartWindow {
+    /// Rows still wanted (the page plus one to detect a next page).
+    want: u64,
+    /// Rows still to skip before the page starts.
+    skip: u64,
+}
+
+impl PartWindow {
+    /// A window for `max_results` rows (plus one) from `offset`.
+    pub fn new(offset: u64, max_results: u64) -> Self {
+        Self {
+            want: max_results.saturating_add(1),
+            skip: offset,
+        }
+    }
+
+    /// LIMIT and OFFSET for the next part, or `None` once the page is full.
+    pub fn next(&self) -> Option<(i64, i64)> {
+        (self.want > 0).then(|| {
+            (
+                i64::try_from(self.want).unwrap_or(i64::MAX),
+                i64::try_from(self.skip).unwrap_or(i64::MAX),
+            )
+        })
+    }
+
+    /// Records how many rows the part returned. `true` means it returned none while rows
+    /// were still to be skipped: the caller must count the part and call
+    /// [`PartWindow::skip_part`], because the page starts beyond it.
+    pub fn took(&mut self, rows: usize) -> bool {
+        if rows == 0 {
+            return self.skip > 0;
+        }
+        self.want = self.want.saturating_sub(rows as u64);
+        self.skip = 0;
+        false
+    }
+
+    /// Skips a whole part of `len` rows.
+    pub fn skip_part(&mut self, len: u64) {
+        self.skip = self.skip.saturating_sub(len);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +121,42 @@ mod tests {
         assert!(p.next_page_token.is_some());
         let p = page_from_overfetch(vec![1, 2], 0, 2);
         assert!(p.next_page_token.is_none());
+    }
+
+    /// Reads a page of `max` from `offset` out of parts of the given lengths, the way a
+    /// store drives the window, and returns (part, index in part) of each row read.
+    fn read(offset: u64, max: u64, parts: &[u64]) -> Vec<(usize, u64)> {
+        let mut w = PartWindow::new(offset, max);
+        let mut rows = Vec::new();
+        for (i, &len) in parts.iter().enumerate() {
+            let Some((limit, off)) = w.next() else { break };
+            let (limit, off) = (limit as u64, off as u64);
+            let got: Vec<(usize, u64)> = (off..len).take(limit as usize).map(|j| (i, j)).collect();
+            if w.took(got.len()) {
+                w.skip_part(len);
+            }
+            rows.extend(got);
+        }
+        rows
+    }
+
+    #[test]
+    fn part_window_matches_one_concatenated_result() {
+        let parts = [4, 0, 3, 5];
+        let all: Vec<(usize, u64)> = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &len)| (0..len).map(move |j| (i, j)))
+            .collect();
+        for offset in 0..14 {
+            for max in 1..6 {
+                let want: Vec<_> = all.iter().copied().skip(offset).take(max + 1).collect();
+                assert_eq!(
+                    read(offset as u64, max as u64, &parts),
+                    want,
+                    "offset {offset} max {max}"
+                );
+            }
+        }
     }
 }

@@ -272,3 +272,67 @@ pub fn logged_model_artifact_uri(experiment_location: &str, model_id: &str) -> S
 pub fn experiment_location_under(root: &str, experiment_id: i64) -> String {
     format!("{}/{experiment_id}", root.trim_end_matches('/'))
 }
+
+/// Tags with one entry per key, sorted by key; the last value given for a key wins, as
+/// with sequential set-tag calls. (Bulk upserts may not touch one row twice.)
+pub fn dedup_tags(tags: &[Tag]) -> Vec<Tag> {
+    let last: std::collections::BTreeMap<&str, &str> = tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    last.into_iter()
+        .map(|(key, value)| Tag {
+            key: key.to_string(),
+            value: value.to_string(),
+        })
+        .collect()
+}
+
+/// The newest observation per key in a batch, sorted by key: highest step, then
+/// timestamp, then value. NaN compares as 0, the value both stores keep for it, so this
+/// agrees with the stores' own `(step, timestamp, value)` comparison.
+pub fn latest_per_key(metrics: &[Metric]) -> Vec<&Metric> {
+    let rank = |m: &Metric| {
+        let v = if m.value.is_nan() { 0.0 } else { m.value };
+        (m.step, m.timestamp, v)
+    };
+    let mut latest: std::collections::BTreeMap<&str, &Metric> = std::collections::BTreeMap::new();
+    for m in metrics {
+        let entry = latest.entry(m.key.as_str()).or_insert(m);
+        let (new, old) = (rank(m), rank(entry));
+        if (new.0, new.1) > (old.0, old.1) || ((new.0, new.1) == (old.0, old.1) && new.2 > old.2) {
+            *entry = m;
+        }
+    }
+    latest.into_values().collect()
+}
+
+/// MLflow's error for params whose stored value differs from the one given; `owner` is
+/// e.g. `run ID='…'`. Same-value re-logs are fine (retries).
+pub fn check_param_conflicts(
+    params: &[Param],
+    stored: &std::collections::HashMap<String, String>,
+    owner: &str,
+) -> CoreResult<()> {
+    let conflicts: Vec<String> = params
+        .iter()
+        .filter_map(|p| {
+            stored
+                .get(&p.key)
+                .filter(|old| **old != p.value)
+                .map(|old| {
+                    format!(
+                        "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
+                        p.key, old, p.value
+                    )
+                })
+        })
+        .collect();
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(crate::CoreError::invalid(format!(
+        "Changing param values is not allowed. Params were already logged='[{}]' for {owner}.",
+        conflicts.join(", ")
+    )))
+}

@@ -78,7 +78,7 @@ async fn upsert_tags(tx: &mut Tx, id: i64, tags: &[Tag]) -> CoreResult<()> {
     if tags.is_empty() {
         return Ok(());
     }
-    let (keys, values) = crate::runs::dedup_sorted_tags(tags);
+    let (keys, values) = crate::runs::tag_columns(tags);
     sqlx::query(
         "INSERT INTO experiment_tags (experiment_id, key, value) \
          SELECT $1, * FROM UNNEST($2::text[], $3::text[]) \

@@ -9,7 +9,7 @@ use cairn_core::{CoreError, CoreResult};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::experiments::{active_experiment_location, Tx};
-use crate::runs::{decode_value, dedup_sorted_tags, insert_params, Owner};
+use crate::runs::{decode_value, insert_params, tag_columns, Owner};
 use crate::sql::{push_filter, push_order_by, push_order_joins, Target};
 use crate::{db_err, parse_col};
 
@@ -68,7 +68,7 @@ async fn upsert_tags(tx: &mut Tx, model_id: &str, tags: &[Tag]) -> CoreResult<()
     if tags.is_empty() {
         return Ok(());
     }
-    let (keys, values) = dedup_sorted_tags(tags);
+    let (keys, values) = tag_columns(tags);
     sqlx::query(
         "INSERT INTO logged_model_tags (model_id, key, value) \
          SELECT $1, * FROM UNNEST($2::text[], $3::text[]) \

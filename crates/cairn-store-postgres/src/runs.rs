@@ -11,11 +11,12 @@ use cairn_core::model::{
     Dataset, DatasetInput, LifecycleStage, Metric, ModelInput, ModelOutput, Param, Run, RunData,
     RunInfo, RunInputs, RunOutputs, Tag,
 };
-use cairn_core::page::{page_from_overfetch, Page};
+use cairn_core::page::{page_from_overfetch, Page, PartWindow};
 use cairn_core::search::{Field, OrderBy};
 use cairn_core::service::RUN_NAME_TAG;
 use cairn_core::store::{
-    run_artifact_uri, LogBatch, MetricHistoryQuery, NewRun, RunSearch, RunUpdate,
+    check_param_conflicts, dedup_tags, latest_per_key, run_artifact_uri, LogBatch,
+    MetricHistoryQuery, NewRun, RunSearch, RunUpdate,
 };
 use cairn_core::{CoreError, CoreResult};
 use sqlx::{PgPool, Postgres, QueryBuilder};
@@ -122,12 +123,7 @@ pub(crate) async fn create(pool: &PgPool, new: NewRun) -> CoreResult<Run> {
     .map_err(db_err)?;
     upsert_tags(&mut tx, run_pk, &new.tags).await?;
     tx.commit().await.map_err(db_err)?;
-    let (keys, values) = dedup_sorted_tags(&new.tags);
-    let tags = keys
-        .into_iter()
-        .zip(values)
-        .map(|(key, value)| Tag { key, value })
-        .collect();
+    let tags = dedup_tags(&new.tags);
     Ok(Run {
         info: RunInfo {
             run_id: new.run_id,
@@ -150,16 +146,11 @@ pub(crate) async fn create(pool: &PgPool, new: NewRun) -> CoreResult<Run> {
     })
 }
 
-/// Tags as (keys, values) columns sorted by key; the last value wins for a repeated key,
-/// as with sequential set-tag calls. (`ON CONFLICT DO UPDATE` may not touch one row twice
-/// in a statement, so duplicates must go first.)
-pub(crate) fn dedup_sorted_tags(tags: &[Tag]) -> (Vec<String>, Vec<String>) {
-    let map: BTreeMap<&str, &str> = tags
-        .iter()
-        .map(|t| (t.key.as_str(), t.value.as_str()))
-        .collect();
-    map.into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+/// Tags as (keys, values) columns, one per key (see [`dedup_tags`]).
+pub(crate) fn tag_columns(tags: &[Tag]) -> (Vec<String>, Vec<String>) {
+    dedup_tags(tags)
+        .into_iter()
+        .map(|t| (t.key, t.value))
         .unzip()
 }
 
@@ -167,7 +158,7 @@ async fn upsert_tags(tx: &mut Tx, run_pk: i64, tags: &[Tag]) -> CoreResult<()> {
     if tags.is_empty() {
         return Ok(());
     }
-    let (keys, values) = dedup_sorted_tags(tags);
+    let (keys, values) = tag_columns(tags);
     sqlx::query(
         "INSERT INTO tags (run_pk, key, value) SELECT $1, * FROM UNNEST($2::text[], $3::text[]) \
          ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value",
@@ -491,29 +482,8 @@ pub(crate) async fn insert_params(
         .map_err(db_err)?
         .into_iter()
         .collect();
-    let conflicts: Vec<String> = params
-        .iter()
-        .filter_map(|p| {
-            stored
-                .get(&p.key)
-                .filter(|old| **old != p.value)
-                .map(|old| {
-                    format!(
-                        "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
-                        p.key, old, p.value
-                    )
-                })
-        })
-        .collect();
-    if !conflicts.is_empty() {
-        // Returning drops the transaction: nothing of this batch is kept.
-        return Err(CoreError::invalid(format!(
-            "Changing param values is not allowed. Params were already logged='[{}]' for {}.",
-            conflicts.join(", "),
-            owner.display()
-        )));
-    }
-    Ok(())
+    // Returning an error drops the transaction: nothing of this batch is kept.
+    check_param_conflicts(params, &stored, &owner.display())
 }
 
 /// One column per field, ready to bind as arrays.
@@ -658,16 +628,8 @@ async fn insert_metrics(
         .await
         .map_err(db_err)?;
     }
-    // The newest observation per key within this batch: (step, timestamp, value) order.
-    // A BTreeMap keeps the keys sorted (lock order) and unique (one upsert per row).
-    let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
-    for m in metrics {
-        let entry = latest.entry(m.key.as_str()).or_insert(m);
-        if newer(m, entry) {
-            *entry = m;
-        }
-    }
-    let rows: Vec<&Metric> = latest.into_values().collect();
+    // The newest observation per key within this batch, sorted by key (lock order).
+    let rows = latest_per_key(metrics);
     let l = MetricColumns::from_sorted(&rows);
     sqlx::query(
         "INSERT INTO latest_metrics AS lm (run_pk, key, value, is_nan, timestamp, step) \
@@ -687,13 +649,6 @@ async fn insert_metrics(
     .await
     .map_err(db_err)?;
     Ok(())
-}
-
-/// Whether `a` supersedes `b` as the latest value (NaN compares as stored: 0).
-fn newer(a: &Metric, b: &Metric) -> bool {
-    let key = |m: &Metric| (m.step, m.timestamp, encode_value(m.value).0);
-    let (ka, kb) = (key(a), key(b));
-    (ka.0, ka.1) > (kb.0, kb.1) || ((ka.0, ka.1) == (kb.0, kb.1) && ka.2 > kb.2)
 }
 
 pub(crate) async fn delete_tag(pool: &PgPool, run_id: &str, key: &str) -> CoreResult<()> {
@@ -838,32 +793,28 @@ async fn search_by_one_metric(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    let mut want = (q.max_results + 1) as i64;
-    let mut skip = q.offset as i64;
+    let mut window = PartWindow::new(q.offset, q.max_results);
     let mut rows: Vec<RunRow> = Vec::new();
     for segment in [Segment::Valued, Segment::Nan, Segment::Missing] {
-        if want == 0 {
+        let Some(limit_offset) = window.next() else {
             break;
-        }
+        };
         let got: Vec<RunRow> =
-            segment_query(q, key, ascending, segment, RUN_COLUMNS, Some((want, skip)))?
+            segment_query(q, key, ascending, segment, RUN_COLUMNS, Some(limit_offset))?
                 .build_query_as()
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
-        if got.is_empty() && skip > 0 {
+        if window.took(got.len()) {
             // The page starts beyond this part: skip all of it.
             let (n,): (i64,) = segment_query(q, key, ascending, segment, "count(*)", None)?
                 .build_query_as()
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            skip = (skip - n).max(0);
-        } else if !got.is_empty() {
-            want -= got.len() as i64;
-            skip = 0;
-            rows.extend(got);
+            window.skip_part(n.max(0) as u64);
         }
+        rows.extend(got);
     }
     tx.commit().await.map_err(db_err)?;
     let page = page_from_overfetch(rows, q.offset, q.max_results);
@@ -1112,7 +1063,7 @@ pub(crate) async fn log_inputs(
         .await
         .map_err(db_err)?;
         if !input.tags.is_empty() {
-            let (keys, values) = dedup_sorted_tags(&input.tags);
+            let (keys, values) = tag_columns(&input.tags);
             sqlx::query(
                 "INSERT INTO run_dataset_input_tags (run_pk, dataset_id, key, value) \
                  SELECT $1, $2, * FROM UNNEST($3::text[], $4::text[]) \

@@ -6,11 +6,12 @@ use cairn_core::model::{
     Dataset, DatasetInput, LifecycleStage, Metric, ModelInput, ModelOutput, Param, Run, RunData,
     RunInfo, RunInputs, RunOutputs, Tag,
 };
-use cairn_core::page::{page_from_overfetch, Page};
+use cairn_core::page::{page_from_overfetch, Page, PartWindow};
 use cairn_core::search::{Field, OrderBy};
 use cairn_core::service::RUN_NAME_TAG;
 use cairn_core::store::{
-    run_artifact_uri, LogBatch, MetricHistoryQuery, NewRun, RunSearch, RunUpdate,
+    check_param_conflicts, dedup_tags, latest_per_key, run_artifact_uri, LogBatch,
+    MetricHistoryQuery, NewRun, RunSearch, RunUpdate,
 };
 use cairn_core::{CoreError, CoreResult};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
@@ -119,8 +120,7 @@ pub(crate) async fn create(store: &SqliteStore, new: NewRun) -> CoreResult<Run> 
     .map_err(db_err)?;
     upsert_tags(&mut tx, run_pk, &new.tags).await?;
     tx.commit().await.map_err(db_err)?;
-    let mut tags = dedup_tags(new.tags);
-    tags.sort_by(|a, b| a.key.cmp(&b.key));
+    let tags = dedup_tags(&new.tags);
     Ok(Run {
         info: RunInfo {
             run_id: new.run_id,
@@ -143,25 +143,13 @@ pub(crate) async fn create(store: &SqliteStore, new: NewRun) -> CoreResult<Run> 
     })
 }
 
-/// Last value wins for repeated tag keys, as with sequential set-tag calls.
-fn dedup_tags(tags: Vec<Tag>) -> Vec<Tag> {
-    let mut map: HashMap<String, String> = HashMap::new();
-    for t in tags {
-        map.insert(t.key, t.value);
-    }
-    map.into_iter()
-        .map(|(key, value)| Tag { key, value })
-        .collect()
-}
-
 async fn upsert_tags(tx: &mut Tx, run_pk: i64, tags: &[Tag]) -> CoreResult<()> {
     if tags.is_empty() {
         return Ok(());
     }
     let mut qb: QueryBuilder<'static, Sqlite> =
         QueryBuilder::new("INSERT INTO tags (run_pk, key, value) ");
-    let owned: Vec<Tag> = dedup_tags(tags.to_vec());
-    qb.push_values(owned, |mut b, t| {
+    qb.push_values(dedup_tags(tags), |mut b, t| {
         b.push_bind(run_pk).push_bind(t.key).push_bind(t.value);
     });
     qb.push(" ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value");
@@ -482,27 +470,7 @@ pub(crate) async fn insert_params(
         .await
         .map_err(db_err)?;
     let existing: HashMap<String, String> = existing.into_iter().collect();
-    let conflicts: Vec<String> = params
-        .iter()
-        .filter_map(|p| {
-            existing
-                .get(&p.key)
-                .filter(|old| **old != p.value)
-                .map(|old| {
-                    format!(
-                        "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
-                        p.key, old, p.value
-                    )
-                })
-        })
-        .collect();
-    if !conflicts.is_empty() {
-        return Err(CoreError::invalid(format!(
-            "Changing param values is not allowed. Params were already logged='[{}]' for {}.",
-            conflicts.join(", "),
-            owner.display()
-        )));
-    }
+    check_param_conflicts(params, &existing, &owner.display())?;
     let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(format!(
         "INSERT OR IGNORE INTO {table} ({column}, key, value) "
     ));
@@ -591,15 +559,8 @@ async fn insert_metrics(
         });
         qb.build().execute(&mut **tx).await.map_err(db_err)?;
     }
-    // The newest observation per key within this batch: (step, timestamp, value) order.
-    let mut latest: HashMap<&str, &Metric> = HashMap::new();
-    for m in metrics {
-        let entry = latest.entry(m.key.as_str()).or_insert(m);
-        if newer(m, entry) {
-            *entry = m;
-        }
-    }
-    let rows: Vec<Metric> = latest.into_values().cloned().collect();
+    // The newest observation per key within this batch.
+    let rows: Vec<Metric> = latest_per_key(metrics).into_iter().cloned().collect();
     let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(
         "INSERT INTO latest_metrics (run_pk, key, value, is_nan, timestamp, step) ",
     );
@@ -620,13 +581,6 @@ async fn insert_metrics(
     );
     qb.build().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
-}
-
-/// Whether `a` supersedes `b` as the latest value (NaN compares as stored: 0).
-fn newer(a: &Metric, b: &Metric) -> bool {
-    let key = |m: &Metric| (m.step, m.timestamp, encode_value(m.value).0);
-    let (ka, kb) = (key(a), key(b));
-    (ka.0, ka.1) > (kb.0, kb.1) || ((ka.0, ka.1) == (kb.0, kb.1) && ka.2 > kb.2)
 }
 
 pub(crate) async fn delete_tag(store: &SqliteStore, run_id: &str, key: &str) -> CoreResult<()> {
@@ -770,32 +724,28 @@ async fn search_by_one_metric(
     ascending: bool,
 ) -> CoreResult<Page<Run>> {
     let mut tx = pool.begin().await.map_err(db_err)?;
-    let mut want = (q.max_results + 1) as i64;
-    let mut skip = q.offset as i64;
+    let mut window = PartWindow::new(q.offset, q.max_results);
     let mut rows: Vec<RunRow> = Vec::new();
     for segment in [Segment::Valued, Segment::Nan, Segment::Missing] {
-        if want == 0 {
+        let Some(limit_offset) = window.next() else {
             break;
-        }
+        };
         let got: Vec<RunRow> =
-            segment_query(q, key, ascending, segment, RUN_COLUMNS, Some((want, skip)))?
+            segment_query(q, key, ascending, segment, RUN_COLUMNS, Some(limit_offset))?
                 .build_query_as()
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
-        if got.is_empty() && skip > 0 {
+        if window.took(got.len()) {
             // The page starts beyond this part: skip all of it.
             let (n,): (i64,) = segment_query(q, key, ascending, segment, "count(*)", None)?
                 .build_query_as()
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            skip = (skip - n).max(0);
-        } else if !got.is_empty() {
-            want -= got.len() as i64;
-            skip = 0;
-            rows.extend(got);
+            window.skip_part(n.max(0) as u64);
         }
+        rows.extend(got);
     }
     tx.commit().await.map_err(db_err)?;
     let page = page_from_overfetch(rows, q.offset, q.max_results);
