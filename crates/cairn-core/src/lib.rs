@@ -4,6 +4,7 @@
 //! This crate deliberately knows nothing of HTTP, SQL, JSON wire formats or disks.
 
 pub mod error;
+pub mod history;
 pub mod model;
 pub mod page;
 pub mod search;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use cairn_core::history::{self, Point};
 use cairn_core::model::{
     Dataset, DatasetInput, LifecycleStage, Metric, ModelInput, ModelOutput, Param, Run, RunData,
     RunInfo, RunInputs, RunOutputs, Tag,
@@ -485,21 +486,39 @@ pub(crate) async fn insert_params(
     Ok(())
 }
 
-/// Appends history rows (identical rows are ignored, making retries idempotent) and
-/// advances `latest_metrics` with one upsert per distinct key.
+/// Appends one history chunk per key (a resent batch adds repeats that readers drop, so
+/// retries stay idempotent), the rare observations with a model or dataset, and advances
+/// `latest_metrics` with one upsert per distinct key.
 async fn insert_metrics(
     tx: &mut Tx,
     run_pk: i64,
     run_id: &str,
     metrics: &[Metric],
 ) -> CoreResult<()> {
-    // 9 bound values per row keeps each statement well under SQLite's variable limit.
-    for chunk in metrics.chunks(500) {
+    let chunks: Vec<(String, String)> = history::chunks_by_key(metrics)
+        .into_iter()
+        .map(|(key, points)| (key.to_string(), pack_points(&points)))
+        .collect();
+    // 3 bound values per row keeps each statement well under SQLite's variable limit.
+    for group in chunks.chunks(1000) {
+        let mut qb: QueryBuilder<'static, Sqlite> =
+            QueryBuilder::new("INSERT INTO metric_chunks (run_pk, key, points) ");
+        qb.push_values(group.to_vec(), |mut b, (key, points)| {
+            b.push_bind(run_pk).push_bind(key).push_bind(points);
+        });
+        qb.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    let with_context: Vec<Metric> = metrics
+        .iter()
+        .filter(|m| history::has_context(m))
+        .cloned()
+        .collect();
+    for group in with_context.chunks(500) {
         let mut qb: QueryBuilder<'static, Sqlite> = QueryBuilder::new(
-            "INSERT OR IGNORE INTO metrics (run_pk, key, timestamp, step, is_nan, value, \
+            "INSERT OR IGNORE INTO metric_contexts (run_pk, key, timestamp, step, is_nan, value, \
              model_id, dataset_name, dataset_digest) ",
         );
-        qb.push_values(chunk.to_vec(), |mut b, m| {
+        qb.push_values(group.to_vec(), |mut b, m| {
             let (value, is_nan) = encode_value(m.value);
             b.push_bind(run_pk)
                 .push_bind(m.key)
@@ -765,58 +784,72 @@ async fn run_pk(pool: &SqlitePool, run_id: &str) -> CoreResult<i64> {
     row.map(|r| r.0).ok_or_else(|| run_not_found(run_id))
 }
 
-type MetricRow = (
-    String,
-    f64,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-fn to_metric(r: MetricRow) -> Metric {
-    Metric {
-        key: r.0,
-        value: decode_value(r.1, r.2),
-        timestamp: r.3,
-        step: r.4,
-        model_id: r.5,
-        dataset_name: r.6,
-        dataset_digest: r.7,
-        run_id: None,
+/// One chunk's points as stored: `timestamp,step,is_nan,value;...`, each value in the
+/// shortest form that parses back to the same double.
+fn pack_points(points: &[Point]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(points.len() * 32);
+    for (i, (ts, step, nan, v)) in points.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{ts},{step},{},{v:e}", u8::from(*nan));
     }
+    out
 }
 
-const METRIC_COLUMNS: &str =
-    "key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest";
+/// Appends the points of one packed chunk (see [`pack_points`]; chunks migrated from the
+/// row layout were written by SQLite's `printf('%!.17g')`, which spells infinity `Inf`).
+fn unpack_points(key: &str, packed: &str, out: &mut Vec<Point>) -> CoreResult<()> {
+    let corrupt = || CoreError::Internal(format!("unreadable metric history chunk for {key:?}"));
+    if packed.is_empty() {
+        return Ok(());
+    }
+    for row in packed.split(';') {
+        let mut f = row.splitn(4, ',');
+        let mut next = || f.next().ok_or_else(corrupt);
+        let timestamp = next()?.parse::<i64>().map_err(|_| corrupt())?;
+        let step = next()?.parse::<i64>().map_err(|_| corrupt())?;
+        let is_nan = next()? == "1";
+        let value = match next()? {
+            "Inf" | "inf" => f64::INFINITY,
+            "-Inf" | "-inf" => f64::NEG_INFINITY,
+            v => v.parse::<f64>().map_err(|_| corrupt())?,
+        };
+        out.push((timestamp, step, is_nan, value));
+    }
+    Ok(())
+}
 
-/// Reads one metric's history. Long histories are the hottest read path, and decoding
-/// 100k rows one by one through the driver costs far more than SQLite's scan, so the
-/// numeric columns come back as one packed text value per request and are parsed here.
-/// The rare rows that carry a model or dataset are read separately and merged.
+/// Every distinct observation of one metric, in history order.
+async fn load_points(pool: &SqlitePool, run_pk: i64, key: &str) -> CoreResult<Vec<Point>> {
+    let chunks: Vec<(String,)> =
+        sqlx::query_as("SELECT points FROM metric_chunks WHERE run_pk = ? AND key = ?")
+            .bind(run_pk)
+            .bind(key)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+    let mut points = Vec::new();
+    for (packed,) in &chunks {
+        unpack_points(key, packed, &mut points)?;
+    }
+    Ok(history::merge(points))
+}
+
+/// Reads one metric's history: the key's chunks, merged, then the requested window.
+/// Long histories are the hottest read path; a chunk is one text value however many
+/// points it holds, so the driver decodes a handful of rows, not one per point.
 pub(crate) async fn metric_history(
     pool: &SqlitePool,
     q: &MetricHistoryQuery,
 ) -> CoreResult<Page<Metric>> {
     let pk = run_pk(pool, &q.run_id).await?;
-    // -1 means "no limit" to SQLite.
-    let limit = q.max_results.map(|m| m as i64 + 1).unwrap_or(-1);
-    let (packed,): (Option<String>,) = sqlx::query_as(
-        "SELECT group_concat(timestamp || ',' || step || ',' || is_nan || ',' || \
-         printf('%!.17g', value), ';' ORDER BY timestamp, step, is_nan, value) \
-         FROM (SELECT timestamp, step, is_nan, value FROM metrics WHERE run_pk = ? AND key = ? \
-               ORDER BY timestamp, step, is_nan, value LIMIT ? OFFSET ?)",
-    )
-    .bind(pk)
-    .bind(&q.key)
-    .bind(limit)
-    .bind(q.offset as i64)
-    .fetch_one(pool)
-    .await
-    .map_err(db_err)?;
-    let mut metrics = unpack_history(&q.key, packed.as_deref().unwrap_or(""))?;
+    let points = load_points(pool, pk, &q.key).await?;
+    // One more than the page, so the page helper can tell whether another follows.
+    let take = q.max_results.map(|m| m.saturating_add(1));
+    let mut metrics = history::window(points, &q.key, q.offset, take);
     attach_metric_context(pool, pk, &q.key, &mut metrics).await?;
     Ok(match q.max_results {
         Some(m) => page_from_overfetch(metrics, q.offset, m),
@@ -827,42 +860,8 @@ pub(crate) async fn metric_history(
     })
 }
 
-/// Parses `timestamp,step,is_nan,value;...` as produced by [`metric_history`].
-fn unpack_history(key: &str, packed: &str) -> CoreResult<Vec<Metric>> {
-    let corrupt = || CoreError::Internal(format!("unreadable packed metric history for {key:?}"));
-    if packed.is_empty() {
-        return Ok(Vec::new());
-    }
-    packed
-        .split(';')
-        .map(|row| {
-            let mut f = row.splitn(4, ',');
-            let mut next = || f.next().ok_or_else(corrupt);
-            let timestamp = next()?.parse::<i64>().map_err(|_| corrupt())?;
-            let step = next()?.parse::<i64>().map_err(|_| corrupt())?;
-            let is_nan = next()? == "1";
-            let value = match next()? {
-                "Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v.parse::<f64>().map_err(|_| corrupt())?,
-            };
-            Ok(Metric::new(
-                key,
-                decode_value(value, i64::from(is_nan)),
-                timestamp,
-                step,
-            ))
-        })
-        .collect()
-}
-
-/// (timestamp, step, is_nan, stored value bits): a history row's identity.
-type HistoryKey = (i64, i64, bool, u64);
-/// (model_id, dataset_name, dataset_digest).
-type MetricContext = (Option<String>, Option<String>, Option<String>);
-
-/// Fills model and dataset fields for the page's rows that have them (rare: metrics
-/// logged against MLflow 3 logged models).
+/// Fills model and dataset fields for the rows that have them (rare: metrics logged
+/// against MLflow 3 logged models or with a dataset).
 async fn attach_metric_context(
     pool: &SqlitePool,
     run_pk: i64,
@@ -883,77 +882,52 @@ async fn attach_metric_context(
     );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT timestamp, step, is_nan, value, model_id, dataset_name, dataset_digest \
-         FROM metrics WHERE run_pk = ? AND key = ? \
-         AND (model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL)",
+         FROM metric_contexts WHERE run_pk = ? AND key = ?",
     )
     .bind(run_pk)
     .bind(key)
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut by_key: HashMap<HistoryKey, MetricContext> = HashMap::new();
-    for (ts, step, is_nan, value, model_id, name, digest) in rows {
-        by_key.insert(
-            (ts, step, is_nan != 0, value.to_bits()),
-            (model_id, name, digest),
-        );
-    }
-    for m in metrics.iter_mut() {
-        let (stored, is_nan) = encode_value(m.value);
-        if let Some((model_id, name, digest)) =
-            by_key.remove(&(m.timestamp, m.step, is_nan != 0, stored.to_bits()))
-        {
-            m.model_id = model_id;
-            m.dataset_name = name;
-            m.dataset_digest = digest;
-        }
-    }
+    history::attach_contexts(
+        metrics,
+        rows.into_iter()
+            .map(|(ts, step, nan, v, model, name, digest)| {
+                ((ts, step, nan != 0, v), (model, name, digest))
+            }),
+    );
     Ok(())
 }
 
-/// Distinct steps of one metric, ascending; packed into one JSON value like history.
+/// Distinct steps of one metric, ascending.
 pub(crate) async fn metric_steps(
     pool: &SqlitePool,
     run_id: &str,
     key: &str,
 ) -> CoreResult<Vec<i64>> {
     let pk = run_pk(pool, run_id).await?;
-    let (packed,): (String,) = sqlx::query_as(
-        "SELECT json_group_array(step) FROM \
-         (SELECT DISTINCT step FROM metrics WHERE run_pk = ? AND key = ?)",
-    )
-    .bind(pk)
-    .bind(key)
-    .fetch_one(pool)
-    .await
-    .map_err(db_err)?;
-    let mut steps: Vec<i64> = serde_json::from_str(&packed)
-        .map_err(|e| CoreError::Internal(format!("unreadable packed steps: {e}")))?;
-    steps.sort_unstable();
-    Ok(steps)
+    let points = load_points(pool, pk, key).await?;
+    Ok(history::distinct_steps(points.iter().map(|p| p.1)))
 }
 
+/// Values of one metric at the given steps, ordered by step, then timestamp.
 pub(crate) async fn metrics_at_steps(
     pool: &SqlitePool,
     run_id: &str,
     key: &str,
     steps: &[i64],
 ) -> CoreResult<Vec<Metric>> {
-    let rows: Vec<MetricRow> = sqlx::query_as(&format!(
-        "SELECT {METRIC_COLUMNS} FROM metrics \
-         WHERE run_pk = (SELECT run_pk FROM runs WHERE run_id = ?) AND key = ? \
-         AND step IN (SELECT value FROM json_each(?)) ORDER BY step, timestamp"
-    ))
-    .bind(run_id)
-    .bind(key)
-    .bind(json_list(steps))
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    Ok(rows.into_iter().map(to_metric).collect())
+    let Some((pk,)) = sqlx::query_as::<_, (i64,)>("SELECT run_pk FROM runs WHERE run_id = ?")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut metrics = history::at_steps(load_points(pool, pk, key).await?, key, steps);
+    attach_metric_context(pool, pk, key, &mut metrics).await?;
+    Ok(metrics)
 }
 
 pub(crate) async fn log_inputs(
