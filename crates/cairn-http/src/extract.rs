@@ -74,7 +74,16 @@ fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let decoded = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         if e.inner().is_data() {
-            bad_field(&e)
+            // The field path already says where; drop serde_json's line/column suffix so
+            // the message is the same as for query strings.
+            let inner = e.inner();
+            let text = inner.to_string();
+            let suffix = format!(" at line {} column {}", inner.line(), inner.column());
+            let text = text.strip_suffix(&suffix).unwrap_or(&text);
+            ApiError::invalid(format!(
+                "Invalid value for parameter '{}' supplied: {text}",
+                e.path()
+            ))
         } else {
             malformed(e.inner())
         }
@@ -188,6 +197,7 @@ mod tests {
     fn body_errors_name_the_problem() {
         let bad_field = message(decode_body::<Probe>(br#"{"items": [{"v": true}]}"#).unwrap_err());
         assert!(bad_field.contains("items[0].v"), "{bad_field}");
+        assert!(!bad_field.contains("column"), "{bad_field}");
         let truncated = message(decode_body::<Probe>(br#"{"items": [{"v": 1"#).unwrap_err());
         assert!(truncated.contains("Malformed JSON"), "{truncated}");
         let trailing = message(decode_body::<Probe>(br#"{"items": []} x"#).unwrap_err());

@@ -144,6 +144,10 @@ impl PgStore {
             .min_connections(1)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(Duration::from_secs(600))
+            // No ping before handing out a connection: it is a round trip on every
+            // request. A connection that died meanwhile fails its query with an I/O
+            // error, which is answered 503 (the client retries) and drops it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(connect_err)?;

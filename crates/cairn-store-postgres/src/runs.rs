@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use cairn_core::history::{self, Point};
 use cairn_core::model::{
     Dataset, DatasetInput, LifecycleStage, Metric, ModelInput, ModelOutput, Param, Run, RunData,
     RunInfo, RunInputs, RunOutputs, Tag,
@@ -19,7 +20,7 @@ use cairn_core::store::{
     MetricHistoryQuery, NewRun, RunSearch, RunUpdate,
 };
 use cairn_core::{CoreError, CoreResult};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 
 use crate::experiments::{active_experiment_location, Tx};
 use crate::sql::{push_filter, push_order_by, push_order_joins, Target};
@@ -47,23 +48,9 @@ const RUN_COLUMNS: &str =
 const RUN_COLUMNS_BARE: &str = "run_pk, run_id, experiment_id, name, user_id, status, \
                                 start_time, end_time, artifact_uri, lifecycle_stage";
 
-/// NaN is stored as 0 with a flag, as in the SQLite store, so both backends compare and
-/// order it identically (PostgreSQL's own NaN sorts above every number and equals itself).
-pub(crate) fn encode_value(v: f64) -> (f64, bool) {
-    if v.is_nan() {
-        (0.0, true)
-    } else {
-        (v, false)
-    }
-}
-
-pub(crate) fn decode_value(v: f64, is_nan: bool) -> f64 {
-    if is_nan {
-        f64::NAN
-    } else {
-        v
-    }
-}
+// NaN is stored as 0 with a flag, as in the SQLite store, so both backends compare and
+// order it identically (PostgreSQL's own NaN sorts above every number and equals itself).
+pub(crate) use cairn_core::history::{decode_value, encode_value};
 
 pub(crate) fn run_not_found(run_id: &str) -> CoreError {
     CoreError::not_found(format!("Run with id={run_id} not found"))
@@ -182,85 +169,164 @@ async fn upsert_tags(tx: &mut Tx, run_pk: i64, tags: &[Tag]) -> CoreResult<()> {
 }
 
 pub(crate) async fn get(pool: &PgPool, run_id: &str) -> CoreResult<Run> {
+    let mut conn = pool.acquire().await.map_err(db_err)?;
     let row: Option<RunRow> = sqlx::query_as(&format!(
         "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id = $1"
     ))
     .bind(run_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;
     let row = row.ok_or_else(|| run_not_found(run_id))?;
-    hydrate(pool, vec![row])
+    hydrate(&mut conn, vec![row])
         .await?
         .pop()
         .ok_or_else(|| run_not_found(run_id))
 }
 
-/// Loads data, inputs and outputs for a page of runs with one query per child table,
-/// each ordered by key so no sorting is needed here.
-async fn hydrate(pool: &PgPool, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
+/// The one row of [`HYDRATE`]: every child row of a chunk of runs as parallel arrays, one
+/// set per table, each NULL when the table has no rows for those runs.
+type ChildColumns = (
+    // latest_metrics: run_pk, key, value, is_nan, timestamp, step
+    Option<Vec<i64>>,
+    Option<Vec<String>>,
+    Option<Vec<f64>>,
+    Option<Vec<bool>>,
+    Option<Vec<i64>>,
+    Option<Vec<i64>>,
+    // params: run_pk, key, value
+    Option<Vec<i64>>,
+    Option<Vec<String>>,
+    Option<Vec<String>>,
+    // tags: run_pk, key, value
+    Option<Vec<i64>>,
+    Option<Vec<String>>,
+    Option<Vec<String>>,
+    // the runs that have dataset inputs, model inputs, model outputs
+    Option<Vec<i64>>,
+    Option<Vec<i64>>,
+    Option<Vec<i64>>,
+);
+
+/// Every child row a chunk of runs shows, in one statement and one result row: each table
+/// aggregated into parallel binary arrays (doubles stay bit-exact; the driver decodes a
+/// few arrays, not a row per child, and the server builds a few arrays, not one per run).
+/// Aggregates in one query see their rows in the same order, so the arrays line up; that
+/// order itself is not guaranteed, so [`hydrate`] sorts each run's lists by key.
+const HYDRATE: &str = "SELECT m.pks, m.keys, m.vals, m.nans, m.timestamps, m.steps, \
+     pa.pks, pa.keys, pa.vals, t.pks, t.keys, t.vals, \
+     (SELECT array_agg(DISTINCT run_pk) FROM run_dataset_inputs WHERE run_pk = ANY($1)), \
+     (SELECT array_agg(DISTINCT run_pk) FROM run_model_inputs WHERE run_pk = ANY($1)), \
+     (SELECT array_agg(DISTINCT run_pk) FROM run_model_outputs WHERE run_pk = ANY($1)) \
+     FROM (SELECT array_agg(run_pk) AS pks, array_agg(key) AS keys, array_agg(value) AS vals, \
+       array_agg(is_nan) AS nans, array_agg(timestamp) AS timestamps, array_agg(step) AS steps \
+       FROM latest_metrics WHERE run_pk = ANY($1)) m, \
+     (SELECT array_agg(run_pk) AS pks, array_agg(key) AS keys, array_agg(value) AS vals \
+       FROM params WHERE run_pk = ANY($1)) pa, \
+     (SELECT array_agg(run_pk) AS pks, array_agg(key) AS keys, array_agg(value) AS vals \
+       FROM tags WHERE run_pk = ANY($1)) t";
+
+/// Runs per [`HYDRATE`] statement. One array value is limited to 1 GB; a chunk keeps even
+/// runs with many long params (6000 characters each) and tags far below that, while a
+/// page of 100 (the usual size) is still one statement.
+const HYDRATE_CHUNK: usize = 100;
+
+/// Fails unless a table's parallel arrays have the same length.
+fn check_columns(table: &str, lens: &[usize]) -> CoreResult<()> {
+    if lens.windows(2).any(|w| w[0] != w[1]) {
+        return Err(CoreError::Internal(format!(
+            "{table} arrays of different lengths"
+        )));
+    }
+    Ok(())
+}
+
+/// (run_pk, key, value) of params or tags, from their parallel arrays.
+fn key_values(
+    table: &str,
+    pks: Option<Vec<i64>>,
+    keys: Option<Vec<String>>,
+    values: Option<Vec<String>>,
+) -> CoreResult<impl Iterator<Item = (i64, String, String)>> {
+    let (pks, keys, values) = (
+        pks.unwrap_or_default(),
+        keys.unwrap_or_default(),
+        values.unwrap_or_default(),
+    );
+    check_columns(table, &[pks.len(), keys.len(), values.len()])?;
+    Ok(pks
+        .into_iter()
+        .zip(keys)
+        .zip(values)
+        .map(|((pk, k), v)| (pk, k, v)))
+}
+
+/// Loads data, inputs and outputs for a page of runs on one connection: one statement
+/// per [`HYDRATE_CHUNK`] runs for metrics, params and tags, then inputs and outputs only
+/// for the (few) runs that have any.
+async fn hydrate(conn: &mut PgConnection, rows: Vec<RunRow>) -> CoreResult<Vec<Run>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let pks: Vec<i64> = rows.iter().map(|r| r.0).collect();
-
-    let mut data: HashMap<i64, RunData> = HashMap::new();
-    let metrics: Vec<(i64, String, f64, bool, i64, i64)> = sqlx::query_as(
-        "SELECT run_pk, key, value, is_nan, timestamp, step FROM latest_metrics \
-         WHERE run_pk = ANY($1) ORDER BY run_pk, key",
-    )
-    .bind(&pks)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    for (pk, key, value, is_nan, timestamp, step) in metrics {
-        data.entry(pk).or_default().metrics.push(Metric::new(
-            key,
-            decode_value(value, is_nan),
-            timestamp,
-            step,
-        ));
+    let mut data: HashMap<i64, RunData> = HashMap::with_capacity(pks.len());
+    let (mut with_datasets, mut with_models, mut with_outputs) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for chunk in pks.chunks(HYDRATE_CHUNK) {
+        let c: ChildColumns = sqlx::query_as(HYDRATE)
+            .bind(chunk)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        let (owners, keys, values) = (
+            c.0.unwrap_or_default(),
+            c.1.unwrap_or_default(),
+            c.2.unwrap_or_default(),
+        );
+        let (nans, timestamps, steps) = (
+            c.3.unwrap_or_default(),
+            c.4.unwrap_or_default(),
+            c.5.unwrap_or_default(),
+        );
+        let lens = [
+            owners.len(),
+            keys.len(),
+            values.len(),
+            nans.len(),
+            timestamps.len(),
+            steps.len(),
+        ];
+        check_columns("latest_metrics", &lens)?;
+        let metrics = owners
+            .into_iter()
+            .zip(keys)
+            .zip(values.into_iter().zip(nans))
+            .zip(timestamps.into_iter().zip(steps));
+        for (((pk, key), (v, nan)), (ts, step)) in metrics {
+            let metric = Metric::new(key, decode_value(v, nan), ts, step);
+            data.entry(pk).or_default().metrics.push(metric);
+        }
+        for (pk, key, value) in key_values("params", c.6, c.7, c.8)? {
+            data.entry(pk)
+                .or_default()
+                .params
+                .push(Param { key, value });
+        }
+        for (pk, key, value) in key_values("tags", c.9, c.10, c.11)? {
+            data.entry(pk).or_default().tags.push(Tag { key, value });
+        }
+        with_datasets.extend(c.12.unwrap_or_default());
+        with_models.extend(c.13.unwrap_or_default());
+        with_outputs.extend(c.14.unwrap_or_default());
     }
-    let params: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT run_pk, key, value FROM params WHERE run_pk = ANY($1) ORDER BY run_pk, key",
-    )
-    .bind(&pks)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    for (pk, key, value) in params {
-        data.entry(pk)
-            .or_default()
-            .params
-            .push(Param { key, value });
+    // Keys are unique per run and "C"-collated, so byte order is exactly `ORDER BY key`.
+    for d in data.values_mut() {
+        d.metrics.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        d.params.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        d.tags.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     }
-    let tags: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT run_pk, key, value FROM tags WHERE run_pk = ANY($1) ORDER BY run_pk, key",
-    )
-    .bind(&pks)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    for (pk, key, value) in tags {
-        data.entry(pk).or_default().tags.push(Tag { key, value });
-    }
-    let mut inputs = load_inputs(pool, &pks).await?;
-    let mut outputs: HashMap<i64, RunOutputs> = HashMap::new();
-    let outs: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT run_pk, model_id, step FROM run_model_outputs WHERE run_pk = ANY($1) \
-         ORDER BY run_pk, model_id",
-    )
-    .bind(&pks)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    for (pk, model_id, step) in outs {
-        outputs
-            .entry(pk)
-            .or_default()
-            .model_outputs
-            .push(ModelOutput { model_id, step });
-    }
+    let mut inputs = load_inputs(conn, &with_datasets, &with_models).await?;
+    let mut outputs = load_outputs(conn, &with_outputs).await?;
     rows.into_iter()
         .map(|r| {
             let id = r.0;
@@ -285,24 +351,29 @@ type DatasetRow = (
     Option<String>,
 );
 
-async fn load_inputs(pool: &PgPool, pks: &[i64]) -> CoreResult<HashMap<i64, RunInputs>> {
+/// Dataset inputs of the runs `dataset_pks` and model inputs of the runs `model_pks`.
+async fn load_inputs(
+    conn: &mut PgConnection,
+    dataset_pks: &[i64],
+    model_pks: &[i64],
+) -> CoreResult<HashMap<i64, RunInputs>> {
     let mut out: HashMap<i64, RunInputs> = HashMap::new();
-    let rows: Vec<DatasetRow> = sqlx::query_as(
-        "SELECT i.run_pk, d.dataset_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
-         FROM run_dataset_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id \
-         WHERE i.run_pk = ANY($1) ORDER BY i.run_pk, d.dataset_id",
-    )
-    .bind(pks)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    if !rows.is_empty() {
+    if !dataset_pks.is_empty() {
+        let rows: Vec<DatasetRow> = sqlx::query_as(
+            "SELECT i.run_pk, d.dataset_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+             FROM run_dataset_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id \
+             WHERE i.run_pk = ANY($1) ORDER BY i.run_pk, d.dataset_id",
+        )
+        .bind(dataset_pks)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
         let tag_rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
             "SELECT run_pk, dataset_id, key, value FROM run_dataset_input_tags \
              WHERE run_pk = ANY($1) ORDER BY key",
         )
-        .bind(pks)
-        .fetch_all(pool)
+        .bind(dataset_pks)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
         let mut tags: HashMap<(i64, i64), Vec<Tag>> = HashMap::new();
@@ -324,21 +395,50 @@ async fn load_inputs(pool: &PgPool, pks: &[i64]) -> CoreResult<HashMap<i64, RunI
             out.entry(pk).or_default().dataset_inputs.push(input);
         }
     }
-    let models: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT run_pk, model_id FROM run_model_inputs WHERE run_pk = ANY($1) \
+    if !model_pks.is_empty() {
+        let models: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT run_pk, model_id FROM run_model_inputs WHERE run_pk = ANY($1) \
+             ORDER BY run_pk, model_id",
+        )
+        .bind(model_pks)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        for (pk, model_id) in models {
+            out.entry(pk)
+                .or_default()
+                .model_inputs
+                .push(ModelInput { model_id });
+        }
+    }
+    Ok(out)
+}
+
+/// Model outputs of the runs `pks`.
+async fn load_outputs(
+    conn: &mut PgConnection,
+    pks: &[i64],
+) -> CoreResult<HashMap<i64, RunOutputs>> {
+    let mut outputs: HashMap<i64, RunOutputs> = HashMap::new();
+    if pks.is_empty() {
+        return Ok(outputs);
+    }
+    let outs: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT run_pk, model_id, step FROM run_model_outputs WHERE run_pk = ANY($1) \
          ORDER BY run_pk, model_id",
     )
     .bind(pks)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(db_err)?;
-    for (pk, model_id) in models {
-        out.entry(pk)
+    for (pk, model_id, step) in outs {
+        outputs
+            .entry(pk)
             .or_default()
-            .model_inputs
-            .push(ModelInput { model_id });
+            .model_outputs
+            .push(ModelOutput { model_id, step });
     }
-    Ok(out)
+    Ok(outputs)
 }
 
 pub(crate) async fn update(pool: &PgPool, u: &RunUpdate) -> CoreResult<RunInfo> {
@@ -397,6 +497,13 @@ pub(crate) async fn set_lifecycle(
 }
 
 pub(crate) async fn log_batch(pool: &PgPool, run_id: &str, b: &LogBatch) -> CoreResult<()> {
+    let metrics_only = b.params.is_empty()
+        && b.tags.is_empty()
+        && !b.metrics.is_empty()
+        && !b.metrics.iter().any(history::has_context);
+    if metrics_only && log_metrics_in_one_statement(pool, run_id, &b.metrics).await? {
+        return Ok(());
+    }
     let mut tx = pool.begin().await.map_err(db_err)?;
     let run_pk = check_active(&mut tx, run_id).await?;
     if !b.params.is_empty() {
@@ -517,6 +624,98 @@ impl MetricColumns {
     }
 }
 
+/// The chunk columns of one key: slices `lo..=hi` (1-based) of the flat arrays bound as
+/// $2..$5, with the key list and bounds bound as $6..$8 (see [`KeySlices`]).
+const CHUNK_SLICES: &str = "g.key, ($2::int8[])[g.lo:g.hi], ($3::int8[])[g.lo:g.hi], \
+                            ($4::bool[])[g.lo:g.hi], ($5::float8[])[g.lo:g.hi]";
+const KEY_SLICES_FROM: &str = "UNNEST($6::text[], $7::int4[], $8::int4[]) AS g(key, lo, hi)";
+
+/// Where each key's points sit in columns sorted by key: PostgreSQL cuts one chunk per
+/// key out of the flat arrays by subscript, which costs half of grouping them itself.
+struct KeySlices {
+    keys: Vec<String>,
+    lo: Vec<i32>,
+    hi: Vec<i32>,
+}
+
+impl KeySlices {
+    fn of_sorted(keys: &[String]) -> Self {
+        let mut out = Self {
+            keys: Vec::new(),
+            lo: Vec::new(),
+            hi: Vec::new(),
+        };
+        for (i, key) in keys.iter().enumerate() {
+            // Batches hold at most 1000 metrics, so positions fit in an int4.
+            let pos = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            if out.keys.last() == Some(key) {
+                if let Some(hi) = out.hi.last_mut() {
+                    *hi = pos;
+                }
+            } else {
+                out.keys.push(key.clone());
+                out.lo.push(pos);
+                out.hi.push(pos);
+            }
+        }
+        out
+    }
+}
+
+/// A batch of plain metrics (no params, tags, models or datasets: the common case) in a
+/// single statement, its own transaction: one round trip instead of five. The run row is
+/// key-share locked as in [`check_active`]. Returns false, having written nothing, when
+/// the run is missing or not active; the caller's full path then words the error.
+async fn log_metrics_in_one_statement(
+    pool: &PgPool,
+    run_id: &str,
+    metrics: &[Metric],
+) -> CoreResult<bool> {
+    let mut sorted: Vec<&Metric> = metrics.iter().collect();
+    sorted.sort_by(history_order);
+    let c = MetricColumns::from_sorted(&sorted);
+    let slices = KeySlices::of_sorted(&c.keys);
+    let latest = latest_per_key(metrics);
+    let l = MetricColumns::from_sorted(&latest);
+    let done: Option<(i64,)> = sqlx::query_as(&format!(
+        "WITH run AS (SELECT run_pk FROM runs WHERE run_id = $1 AND lifecycle_stage = 'active' \
+                      FOR KEY SHARE), \
+         chunks AS (INSERT INTO metric_chunks (run_pk, key, timestamps, steps, is_nan, vals) \
+                    SELECT run.run_pk, {CHUNK_SLICES} FROM run, {KEY_SLICES_FROM}), \
+         latest AS ({LATEST_UPSERT_HEAD} \
+                    SELECT run.run_pk, l.* FROM run, UNNEST($9::text[], $10::float8[], \
+                    $11::bool[], $12::int8[], $13::int8[]) AS l {LATEST_UPSERT_TAIL}) \
+         SELECT run_pk FROM run"
+    ))
+    .bind(run_id)
+    .bind(&c.timestamps)
+    .bind(&c.steps)
+    .bind(&c.is_nan)
+    .bind(&c.values)
+    .bind(&slices.keys)
+    .bind(&slices.lo)
+    .bind(&slices.hi)
+    .bind(&l.keys)
+    .bind(&l.values)
+    .bind(&l.is_nan)
+    .bind(&l.timestamps)
+    .bind(&l.steps)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(done.is_some())
+}
+
+/// The upsert that advances `latest_metrics`: a row replaces the stored one only when it
+/// is newer by (step, timestamp, value).
+const LATEST_UPSERT_HEAD: &str =
+    "INSERT INTO latest_metrics AS lm (run_pk, key, value, is_nan, timestamp, step)";
+const LATEST_UPSERT_TAIL: &str = "ON CONFLICT (run_pk, key) DO UPDATE SET \
+     value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, \
+     step = excluded.step \
+     WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+           (lm.step, lm.timestamp, lm.value)";
+
 /// Primary-key order of a history row, for lock ordering.
 fn history_order(a: &&Metric, b: &&Metric) -> std::cmp::Ordering {
     let ka = (&a.key, a.timestamp, a.step, encode_value(a.value));
@@ -539,20 +738,19 @@ async fn insert_metrics(
     let mut sorted: Vec<&Metric> = metrics.iter().collect();
     sorted.sort_by(history_order);
     let c = MetricColumns::from_sorted(&sorted);
-    // One chunk row per key: PostgreSQL groups the flat columns itself.
-    sqlx::query(
+    let slices = KeySlices::of_sorted(&c.keys);
+    sqlx::query(&format!(
         "INSERT INTO metric_chunks (run_pk, key, timestamps, steps, is_nan, vals) \
-         SELECT $1, key, array_agg(ts), array_agg(step), array_agg(nan), array_agg(val) \
-         FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::bool[], $6::float8[]) \
-              AS u(key, ts, step, nan, val) \
-         GROUP BY key",
-    )
+         SELECT $1, {CHUNK_SLICES} FROM {KEY_SLICES_FROM}"
+    ))
     .bind(run_pk)
-    .bind(&c.keys)
     .bind(&c.timestamps)
     .bind(&c.steps)
     .bind(&c.is_nan)
     .bind(&c.values)
+    .bind(&slices.keys)
+    .bind(&slices.lo)
+    .bind(&slices.hi)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
@@ -631,14 +829,10 @@ async fn insert_metrics(
     // The newest observation per key within this batch, sorted by key (lock order).
     let rows = latest_per_key(metrics);
     let l = MetricColumns::from_sorted(&rows);
-    sqlx::query(
-        "INSERT INTO latest_metrics AS lm (run_pk, key, value, is_nan, timestamp, step) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::float8[], $4::bool[], $5::int8[], $6::int8[]) \
-         ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value, \
-         is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
-         WHERE (excluded.step, excluded.timestamp, excluded.value) > \
-               (lm.step, lm.timestamp, lm.value)",
-    )
+    sqlx::query(&format!(
+        "{LATEST_UPSERT_HEAD} SELECT $1, * FROM UNNEST($2::text[], $3::float8[], $4::bool[], \
+         $5::int8[], $6::int8[]) {LATEST_UPSERT_TAIL}"
+    ))
     .bind(run_pk)
     .bind(&l.keys)
     .bind(&l.values)
@@ -713,10 +907,16 @@ pub(crate) async fn search(pool: &PgPool, q: &RunSearch) -> CoreResult<Page<Run>
     qb.push_bind((q.max_results + 1) as i64);
     qb.push(" OFFSET ");
     qb.push_bind(q.offset as i64);
-    let rows: Vec<RunRow> = qb.build_query_as().fetch_all(pool).await.map_err(db_err)?;
+    // One connection for the page and its hydration.
+    let mut conn = pool.acquire().await.map_err(db_err)?;
+    let rows: Vec<RunRow> = qb
+        .build_query_as()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
     let page = page_from_overfetch(rows, q.offset, q.max_results);
     Ok(Page {
-        items: hydrate(pool, page.items).await?,
+        items: hydrate(&mut conn, page.items).await?,
         next_page_token: page.next_page_token,
     })
 }
@@ -780,17 +980,43 @@ fn segment_query(
 /// `order_by` one metric, the UI's sort-by-column case, as up to three ordered queries
 /// instead of one sort over every matching run. The first walks the (key, value) index in
 /// order and stops once the page is full, so its cost follows the page, not the number of
-/// runs; the others run only when a page reaches past the runs that have a value. All
-/// read one snapshot (REPEATABLE READ), so the parts agree with each other.
+/// runs; the others run only when a page reaches past the runs that have a value.
+///
+/// The parts must agree with each other, so they read one snapshot. When the first part
+/// alone fills the page (the usual case), its single statement already is one: no
+/// transaction, and the page is hydrated on the same connection. Otherwise every part is
+/// read again inside a REPEATABLE READ transaction, hydration included.
 async fn search_by_one_metric(
     pool: &PgPool,
     q: &RunSearch,
     key: &str,
     ascending: bool,
 ) -> CoreResult<Page<Run>> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
+    let mut conn = pool.acquire().await.map_err(db_err)?;
+    if let Some(limit_offset @ (limit, _)) = PartWindow::new(q.offset, q.max_results).next() {
+        let rows: Vec<RunRow> = segment_query(
+            q,
+            key,
+            ascending,
+            Segment::Valued,
+            RUN_COLUMNS,
+            Some(limit_offset),
+        )?
+        .build_query_as()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        if i64::try_from(rows.len()).is_ok_and(|n| n >= limit) {
+            let page = page_from_overfetch(rows, q.offset, q.max_results);
+            return Ok(Page {
+                items: hydrate(&mut conn, page.items).await?,
+                next_page_token: page.next_page_token,
+            });
+        }
+    }
+    // BEGIN with its options in one statement: one round trip, not two.
+    let mut tx = conn
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
         .map_err(db_err)?;
     let mut window = PartWindow::new(q.offset, q.max_results);
@@ -816,10 +1042,11 @@ async fn search_by_one_metric(
         }
         rows.extend(got);
     }
-    tx.commit().await.map_err(db_err)?;
     let page = page_from_overfetch(rows, q.offset, q.max_results);
+    let items = hydrate(&mut tx, page.items).await?;
+    tx.commit().await.map_err(db_err)?;
     Ok(Page {
-        items: hydrate(pool, page.items).await?,
+        items,
         next_page_token: page.next_page_token,
     })
 }
@@ -832,16 +1059,6 @@ async fn run_pk(pool: &PgPool, run_id: &str) -> CoreResult<i64> {
         .await
         .map_err(db_err)?;
     row.map(|r| r.0).ok_or_else(|| run_not_found(run_id))
-}
-
-/// One observation of a run's metric history: (timestamp, step, is_nan, stored value).
-type Point = (i64, i64, bool, f64);
-
-/// MLflow's history order: timestamp, step, then value with NaN after every number.
-fn point_order(a: &Point, b: &Point) -> std::cmp::Ordering {
-    (a.0, a.1, a.2)
-        .cmp(&(b.0, b.1, b.2))
-        .then(a.3.partial_cmp(&b.3).unwrap_or(std::cmp::Ordering::Equal))
 }
 
 /// Every distinct observation of one metric, in history order: the key's chunks merged,
@@ -873,9 +1090,7 @@ async fn load_points(pool: &PgPool, run_pk: i64, key: &str) -> CoreResult<Vec<Po
                 .map(|((ts, step), (nan, v))| (ts, step, nan, v)),
         );
     }
-    points.sort_unstable_by(point_order);
-    points.dedup_by(|a, b| point_order(a, b) == std::cmp::Ordering::Equal);
-    Ok(points)
+    Ok(history::merge(points))
 }
 
 /// Reads one metric's history. Long histories are the hottest read path: they arrive as
@@ -887,18 +1102,9 @@ pub(crate) async fn metric_history(
 ) -> CoreResult<Page<Metric>> {
     let pk = run_pk(pool, &q.run_id).await?;
     let points = load_points(pool, pk, &q.key).await?;
-    let offset = usize::try_from(q.offset).unwrap_or(usize::MAX);
     // One more than the page, so the page helper can tell whether another follows.
-    let take = q
-        .max_results
-        .map(|m| usize::try_from(m).unwrap_or(usize::MAX).saturating_add(1))
-        .unwrap_or(usize::MAX);
-    let mut metrics: Vec<Metric> = points
-        .into_iter()
-        .skip(offset)
-        .take(take)
-        .map(|(ts, step, nan, v)| Metric::new(&q.key, decode_value(v, nan), ts, step))
-        .collect();
+    let take = q.max_results.map(|m| m.saturating_add(1));
+    let mut metrics = history::window(points, &q.key, q.offset, take);
     attach_metric_context(pool, pk, &q.key, &mut metrics).await?;
     Ok(match q.max_results {
         Some(m) => page_from_overfetch(metrics, q.offset, m),
@@ -908,11 +1114,6 @@ pub(crate) async fn metric_history(
         },
     })
 }
-
-/// (timestamp, step, is_nan, stored value bits): a history row's identity.
-type HistoryKey = (i64, i64, bool, u64);
-/// (model_id, dataset_name, dataset_digest).
-type MetricContext = (Option<String>, Option<String>, Option<String>);
 
 /// Fills model and dataset fields for the points that have them (rare: metrics logged
 /// against MLflow 3 logged models or with a dataset).
@@ -943,26 +1144,13 @@ async fn attach_metric_context(
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut by_key: HashMap<HistoryKey, MetricContext> = HashMap::new();
-    for (ts, step, is_nan, value, model_id, name, digest) in rows {
-        by_key.insert(
-            (ts, step, is_nan, value.to_bits()),
-            (model_id, name, digest),
-        );
-    }
-    for m in metrics.iter_mut() {
-        let (stored, is_nan) = encode_value(m.value);
-        if let Some((model_id, name, digest)) =
-            by_key.remove(&(m.timestamp, m.step, is_nan, stored.to_bits()))
-        {
-            m.model_id = model_id;
-            m.dataset_name = name;
-            m.dataset_digest = digest;
-        }
-    }
+    history::attach_contexts(
+        metrics,
+        rows.into_iter()
+            .map(|(ts, step, nan, v, model, name, digest)| {
+                ((ts, step, nan, v), (model, name, digest))
+            }),
+    );
     Ok(())
 }
 
@@ -976,10 +1164,9 @@ pub(crate) async fn metric_steps(pool: &PgPool, run_id: &str, key: &str) -> Core
             .fetch_all(pool)
             .await
             .map_err(db_err)?;
-    let mut steps: Vec<i64> = chunks.into_iter().flat_map(|(s,)| s).collect();
-    steps.sort_unstable();
-    steps.dedup();
-    Ok(steps)
+    Ok(history::distinct_steps(
+        chunks.into_iter().flat_map(|(steps,)| steps),
+    ))
 }
 
 /// Values of one metric at the given steps, ordered by step, then timestamp.
@@ -998,17 +1185,7 @@ pub(crate) async fn metrics_at_steps(
     else {
         return Ok(Vec::new());
     };
-    let wanted: std::collections::HashSet<i64> = steps.iter().copied().collect();
-    let mut points: Vec<Point> = load_points(pool, pk, key)
-        .await?
-        .into_iter()
-        .filter(|p| wanted.contains(&p.1))
-        .collect();
-    points.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)).then(point_order(a, b)));
-    let mut metrics: Vec<Metric> = points
-        .into_iter()
-        .map(|(ts, step, nan, v)| Metric::new(key, decode_value(v, nan), ts, step))
-        .collect();
+    let mut metrics = history::at_steps(load_points(pool, pk, key).await?, key, steps);
     attach_metric_context(pool, pk, key, &mut metrics).await?;
     Ok(metrics)
 }
