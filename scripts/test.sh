@@ -2,7 +2,9 @@
 # The whole test suite on a fresh machine: Rust lint gates, Rust unit/integration tests,
 # then the Python conformance suite driving `cairn server` with the real mlflow client,
 # once on SQLite and once on PostgreSQL.
-# Installs what it needs (a venv with the pinned mlflow) on first use.
+# Installs what it needs (a venv with the pinned mlflow) on first use. The PostgreSQL
+# session stores artifacts on a local S3-compatible server (moto, on loopback), so the same
+# artifact tests run against local disk and S3.
 #
 # PostgreSQL is required, never skipped: CAIRN_TEST_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres) is an admin URL; the Rust PostgreSQL tests
@@ -131,16 +133,43 @@ CAIRN_BIN="$ROOT/target/debug/cairn" \
     "$VENV/bin/python" -m pytest tests/conformance -q -p no:cacheprovider
 
 CONFORMANCE_DB="cairn_conformance_$$"
-drop_conformance_db() {
+S3_PID=""
+S3_LOG="$(mktemp -t cairn-s3.XXXXXX)"
+cleanup() {
     pg_admin -c "DROP DATABASE IF EXISTS \"$CONFORMANCE_DB\" WITH (FORCE)" ||
         echo "could not drop database $CONFORMANCE_DB" >&2
+    if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; fi
+    rm -f "$S3_LOG"
 }
-step "Python conformance suite on PostgreSQL (database $CONFORMANCE_DB)"
+
+# Starts moto's S3 server on a free loopback port with one bucket and exports what the
+# object_store S3 client reads (AWS_ENDPOINT, AWS_ALLOW_HTTP, test credentials).
+start_s3() {
+    local port waited=0
+    port="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$S3_LOG" 2>&1 &
+    S3_PID=$!
+    export AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+        AWS_ACCESS_KEY_ID=cairn-test AWS_SECRET_ACCESS_KEY=cairn-test
+    until "$VENV/bin/python" -c "import requests, sys; sys.exit(requests.put('$AWS_ENDPOINT/cairn-artifacts', timeout=2).status_code != 200)" 2>/dev/null; do
+        if [ "$waited" -ge 30 ] || ! kill -0 "$S3_PID" 2>/dev/null; then
+            cat "$S3_LOG" >&2
+            die "the local S3 server (moto) did not start on port $port"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "S3 (moto) on $AWS_ENDPOINT, bucket cairn-artifacts"
+}
+
+step "Python conformance suite on PostgreSQL (database $CONFORMANCE_DB), artifacts on S3"
 ensure_postgres
-trap drop_conformance_db EXIT
+trap cleanup EXIT
+start_s3
 trap 'exit 130' INT
 trap 'exit 143' TERM
 pg_admin -c "CREATE DATABASE \"$CONFORMANCE_DB\""
 CAIRN_BIN="$ROOT/target/debug/cairn" \
     CONFORMANCE_BACKEND_STORE_URI="$(pg_url_for_db "$CONFORMANCE_DB")" \
+    CONFORMANCE_ARTIFACTS_DESTINATION="s3://cairn-artifacts/conformance" \
     "$VENV/bin/python" -m pytest tests/conformance -q -p no:cacheprovider

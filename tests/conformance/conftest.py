@@ -62,6 +62,12 @@ def backend_store_uri() -> str | None:
     return os.environ.get("CONFORMANCE_BACKEND_STORE_URI", "").strip() or None
 
 
+def artifacts_destination() -> str | None:
+    """The ``--artifacts-destination`` Cairn is started with (e.g. ``s3://bucket/prefix`` on
+    the local S3 server ``scripts/test.sh`` starts), or None for a directory in the temp dir."""
+    return os.environ.get("CONFORMANCE_ARTIFACTS_DESTINATION", "").strip() or None
+
+
 def _redact(uri: str) -> str:
     """``uri`` with any password replaced by ``***``."""
     parts = urlsplit(uri)
@@ -78,7 +84,9 @@ def _session_line() -> str:
     kind = target()
     uri = backend_store_uri() if kind == "cairn" else None
     backend = _redact(uri) if uri else "SQLite file in a temp dir"
-    return f"conformance target: {kind}; backend store: {backend}"
+    dest = artifacts_destination() if kind == "cairn" else None
+    artifacts = dest or "local directory in the temp dir"
+    return f"conformance target: {kind}; backend store: {backend}; artifacts: {artifacts}"
 
 
 def pytest_report_header(config):
@@ -161,6 +169,8 @@ def _server_command(kind: str, tmp: Path, port: int) -> list[str]:
             str(port),
             "--backend-store-uri",
             backend_store_uri() or f"sqlite:///{tmp}/cairn.db",
+            "--artifacts-destination",
+            artifacts_destination() or str(tmp / "artifacts"),
         ]
     raise pytest.UsageError(f"unknown CONFORMANCE_TARGET={kind!r} (expected mlflow or cairn)")
 

@@ -464,3 +464,22 @@ pub struct GetLoggedModel {
     #[serde(alias = "allowDeleted", deserialize_with = "opt_bool")]
     pub allow_deleted: Option<bool>,
 }
+
+/// `GET mlflow-artifacts/artifacts?path=`: list a directory of the proxied store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ListProxiedArtifacts {
+    /// Directory, relative to the store's root (absent: the root).
+    pub path: Option<String>,
+}
+
+/// `GET /get-artifact?run_uuid=&path=`: one file of a run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GetRunArtifact {
+    /// Run.
+    #[serde(flatten)]
+    pub run: RunRef,
+    /// File, relative to the run's artifact root.
+    pub path: Option<String>,
+}

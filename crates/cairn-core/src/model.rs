@@ -365,3 +365,16 @@ pub struct LoggedModel {
     /// Metrics logged against this model.
     pub metrics: Vec<Metric>,
 }
+
+/// A file stored in the artifact store, as recorded at upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactFile {
+    /// Path relative to the artifact store's root (`<experiment>/<run>/artifacts/...`).
+    pub path: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+    /// When the upload finished, ms since the epoch.
+    pub uploaded_at: i64,
+}

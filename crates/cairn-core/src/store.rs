@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use crate::error::CoreResult;
 use crate::model::{
-    DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric, ModelInput,
-    ModelOutput, Param, Run, RunInfo, RunStatus, Tag, ViewType,
+    ArtifactFile, DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric,
+    ModelInput, ModelOutput, Param, Run, RunInfo, RunStatus, Tag, ViewType,
 };
 use crate::page::Page;
 use crate::search::{Filter, OrderBy};
@@ -244,6 +244,14 @@ pub trait TrackingStore: Send + Sync + 'static {
     /// Searches active logged models.
     async fn search_logged_models(&self, q: &LoggedModelSearch) -> CoreResult<Page<LoggedModel>>;
 
+    /// Records (or replaces) the digest of an artifact file, after its upload finished.
+    async fn record_artifact(&self, file: &ArtifactFile) -> CoreResult<()>;
+    /// Recorded artifact files at `path` or under it (`path` a file or a directory,
+    /// `""` for everything), ordered by path.
+    async fn artifact_files(&self, path: &str) -> CoreResult<Vec<ArtifactFile>>;
+    /// Forgets the recorded files at `path` or under it; returns how many were forgotten.
+    async fn forget_artifacts(&self, path: &str) -> CoreResult<u64>;
+
     /// Creates experiment "0" ("Default") if it does not exist yet.
     async fn ensure_default_experiment(&self, artifact_location: &str, now: i64) -> CoreResult<()>;
     /// Checks the database answers (for readiness probes).
@@ -335,4 +343,15 @@ pub fn check_param_conflicts(
         "Changing param values is not allowed. Params were already logged='[{}]' for {owner}.",
         conflicts.join(", ")
     )))
+}
+
+/// The half-open key range `[path/, path0)` holding every artifact file under the
+/// directory `path` (`'0'` is the byte after `'/'`); the whole key space for `""`.
+pub fn artifact_path_range(path: &str) -> (String, String) {
+    if path.is_empty() {
+        // Every path is >= "" and < "\u{10FFFF}" in byte order.
+        (String::new(), char::MAX.to_string())
+    } else {
+        (format!("{path}/"), format!("{path}0"))
+    }
 }

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cairn_api::{ErrorBody, ErrorCode};
+use cairn_artifacts::{ArtifactError, PathError};
 use cairn_core::CoreError;
 
 /// An error on its way to the client.
@@ -50,6 +51,30 @@ impl From<CoreError> for ApiError {
             other => other.to_string(),
         };
         Self { code, message }
+    }
+}
+
+impl From<ArtifactError> for ApiError {
+    fn from(e: ArtifactError) -> Self {
+        match e {
+            ArtifactError::InvalidPath(m) => Self::invalid(m),
+            ArtifactError::NotFound(_) => Self::new(ErrorCode::ResourceDoesNotExist, e.to_string()),
+            ArtifactError::Body(_) => Self::new(ErrorCode::BadRequest, e.to_string()),
+            ArtifactError::Index(core) => core.into(),
+            ArtifactError::Storage(_) | ArtifactError::Config(_) => {
+                tracing::error!(error = %e, "artifact storage error");
+                Self::new(
+                    ErrorCode::InternalError,
+                    "An internal error occurred; see the server log for this request id.",
+                )
+            }
+        }
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(e: PathError) -> Self {
+        Self::invalid(e.to_string())
     }
 }
 

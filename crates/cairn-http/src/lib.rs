@@ -13,6 +13,7 @@ mod routes;
 
 use std::sync::Arc;
 
+use cairn_artifacts::ArtifactService;
 use cairn_core::service::TrackingService;
 
 pub use routes::router;
@@ -25,19 +26,28 @@ pub struct AppState {
 
 struct StateInner {
     tracking: TrackingService,
+    artifacts: ArtifactService,
 }
 
 impl AppState {
     /// Wraps the services.
-    pub fn new(tracking: TrackingService) -> Self {
+    pub fn new(tracking: TrackingService, artifacts: ArtifactService) -> Self {
         Self {
-            inner: Arc::new(StateInner { tracking }),
+            inner: Arc::new(StateInner {
+                tracking,
+                artifacts,
+            }),
         }
     }
 
     /// The tracking service.
     pub fn tracking(&self) -> &TrackingService {
         &self.inner.tracking
+    }
+
+    /// The artifact service.
+    pub fn artifacts(&self) -> &ArtifactService {
+        &self.inner.artifacts
     }
 }
 

@@ -3,7 +3,7 @@
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Method;
-use axum::routing::{get, patch, post, MethodRouter};
+use axum::routing::{get, patch, post, put, MethodRouter};
 use axum::Router;
 use cairn_api::ErrorCode;
 use tower::ServiceBuilder;
@@ -13,6 +13,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 
 use crate::error::ApiError;
+use crate::handlers::artifacts::{self, ARTIFACT_PREFIXES};
 use crate::handlers::{experiments, logged_models, meta, runs};
 use crate::middleware::{panic_response, server_timing};
 use crate::AppState;
@@ -69,7 +70,7 @@ fn mlflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(runs::get_history_bulk_interval),
         ),
         ("/metrics/get-history-bulk", get(runs::get_history_bulk)),
-        ("/artifacts/list", get(runs::list_artifacts)),
+        ("/artifacts/list", get(artifacts::list_run_artifacts)),
         ("/logged-models", post(logged_models::create)),
         ("/logged-models/search", post(logged_models::search)),
         (
@@ -94,6 +95,30 @@ fn mlflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     ]
 }
 
+/// `(path, handler)` for MLflow's proxied artifact API, relative to a prefix. Bodies
+/// stream, so these routes take no body limit.
+fn artifact_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/artifacts", get(artifacts::list)),
+        (
+            "/artifacts/{*path}",
+            put(artifacts::upload)
+                .get(artifacts::download)
+                .delete(artifacts::delete),
+        ),
+        (
+            "/mpu/create/{*path}",
+            post(artifacts::multipart_unsupported),
+        ),
+        (
+            "/mpu/complete/{*path}",
+            post(artifacts::multipart_unsupported),
+        ),
+        ("/mpu/abort/{*path}", post(artifacts::multipart_unsupported)),
+        ("/presigned/{*path}", get(artifacts::presigned_unsupported)),
+    ]
+}
+
 async fn method_not_allowed(method: Method, req: Request) -> ApiError {
     ApiError::new(
         ErrorCode::BadRequest,
@@ -105,9 +130,15 @@ async fn method_not_allowed(method: Method, req: Request) -> ApiError {
 pub fn router(state: AppState) -> Router {
     let mut app: Router<AppState> = Router::new()
         .route("/health", get(meta::health))
-        .route("/version", get(meta::version));
+        .route("/version", get(meta::version))
+        .route("/get-artifact", get(artifacts::get_run_artifact));
     for prefix in API_PREFIXES {
         for (path, handler) in mlflow_routes() {
+            app = app.route(&format!("{prefix}{path}"), handler);
+        }
+    }
+    for prefix in ARTIFACT_PREFIXES {
+        for (path, handler) in artifact_routes() {
             app = app.route(&format!("{prefix}{path}"), handler);
         }
     }

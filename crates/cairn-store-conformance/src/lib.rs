@@ -33,6 +33,7 @@ use cairn_core::store::TrackingStore;
 #[macro_use]
 mod support;
 
+mod artifacts;
 mod concurrency;
 mod experiments;
 mod inputs;
@@ -45,6 +46,7 @@ mod search_experiments;
 mod search_runs;
 mod service;
 
+pub use artifacts::*;
 pub use concurrency::*;
 pub use experiments::*;
 pub use inputs::*;
@@ -182,6 +184,8 @@ macro_rules! conformance_tests {
             concurrent_runs_and_batches,
             concurrent_writes_to_one_run,
             concurrent_experiment_creation,
+            // artifact digests
+            artifact_index_by_directory,
             // service + store
             service_run_name_is_consistent,
         ]);

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod artifacts;
 mod experiments;
 mod logged_models;
 mod runs;
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn_core::model::{
-    DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric, ModelInput,
-    ModelOutput, Param, Run, RunInfo, Tag,
+    ArtifactFile, DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric,
+    ModelInput, ModelOutput, Param, Run, RunInfo, Tag,
 };
 use cairn_core::page::Page;
 use cairn_core::store::{
@@ -263,6 +264,15 @@ impl TrackingStore for SqliteStore {
     }
     async fn search_logged_models(&self, q: &LoggedModelSearch) -> CoreResult<Page<LoggedModel>> {
         logged_models::search(&self.reader, q).await
+    }
+    async fn record_artifact(&self, file: &ArtifactFile) -> CoreResult<()> {
+        artifacts::record(self, file).await
+    }
+    async fn artifact_files(&self, path: &str) -> CoreResult<Vec<ArtifactFile>> {
+        artifacts::files(&self.reader, path).await
+    }
+    async fn forget_artifacts(&self, path: &str) -> CoreResult<u64> {
+        artifacts::forget(self, path).await
     }
     async fn ensure_default_experiment(&self, artifact_location: &str, now: i64) -> CoreResult<()> {
         experiments::ensure_default(self, artifact_location, now).await

@@ -185,6 +185,14 @@ impl ServerConfig {
         }
     }
 
+    /// Where proxied artifacts are stored: a directory or an object-store URI.
+    pub fn artifacts_destination(&self) -> String {
+        self.artifacts_destination
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| self.data_dir.join("artifacts").display().to_string())
+    }
+
     /// The artifact root new experiments are placed under.
     pub fn default_artifact_root(&self) -> String {
         self.default_artifact_root

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use cairn_artifacts::{ArtifactRepo, ArtifactService};
 use cairn_core::service::{TrackingConfig, TrackingService};
 use cairn_core::store::TrackingStore;
 use cairn_http::AppState;
@@ -63,7 +64,11 @@ impl Application {
             .init()
             .await
             .context("creating the Default experiment")?;
-        let router = cairn_http::router(AppState::new(tracking));
+        let repo = ArtifactRepo::open(&config.artifacts_destination())
+            .context("opening the artifact store")?;
+        tracing::info!(destination = %repo.describe(), "artifact store");
+        let artifacts = ArtifactService::new(repo, store.clone());
+        let router = cairn_http::router(AppState::new(tracking, artifacts));
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;

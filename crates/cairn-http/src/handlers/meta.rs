@@ -22,8 +22,9 @@ pub(crate) async fn version() -> &'static str {
     MLFLOW_COMPAT_VERSION
 }
 
-/// What the client asks before choosing upload strategies. Artifacts are not served yet,
-/// so no multipart or presigned capability is claimed.
+/// What the client asks before choosing upload strategies. Artifacts are proxied with
+/// streamed single-request uploads and downloads: no multipart or presigned capability is
+/// claimed, so the client never tries them.
 pub(crate) async fn server_info() -> Json<Value> {
     Json(json!({
         "store_type": "SqlStore",

@@ -1,5 +1,6 @@
 //! Thin handlers: decode the wire request, call one service method, render the view.
 
+pub(crate) mod artifacts;
 pub(crate) mod experiments;
 pub(crate) mod logged_models;
 pub(crate) mod meta;

@@ -1,10 +1,10 @@
-//! `runs/*`, `metrics/*` and `artifacts/list`.
+//! `runs/*` and `metrics/*`.
 
 use axum::extract::State;
 use axum::Json;
 use cairn_api::requests::{
-    CreateRun, GetMetricHistory, GetMetricHistoryBulk, ListArtifacts, LogBatch, LogInputs,
-    LogMetric, LogModel, LogOutputs, RunKeyValue, RunRef, SearchRuns, UpdateRun,
+    CreateRun, GetMetricHistory, GetMetricHistoryBulk, LogBatch, LogInputs, LogMetric, LogModel,
+    LogOutputs, RunKeyValue, RunRef, SearchRuns, UpdateRun,
 };
 use cairn_api::responses::{MetricOut, MetricsPage, RunInfoOut, RunOut, RunsPage};
 use cairn_core::model::{Dataset, DatasetInput, ModelInput, ModelOutput, Param, RunStatus, Tag};
@@ -297,14 +297,4 @@ pub(crate) async fn get_history_bulk(
         .metric_history_bulk(&ids, &metric_key, req.max_results)
         .await?;
     Ok(metrics_body(&metrics))
-}
-
-/// Artifact listing needs the artifact store (the next milestone); until then the run's
-/// root URI is reported with no files, which is what an empty run has.
-pub(crate) async fn list_artifacts(
-    State(s): State<AppState>,
-    Mlflow(req): Mlflow<ListArtifacts>,
-) -> ApiResult<Json<Value>> {
-    let run = s.tracking().get_run(&run_id(&req.run)?).await?;
-    Ok(Json(json!({ "root_uri": run.info.artifact_uri })))
 }

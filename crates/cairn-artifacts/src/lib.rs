@@ -1,0 +1,212 @@
+//! Artifact storage for Cairn: bytes on `object_store` (local disk by default; S3, GCS and
+//! Azure by URI), paths that cannot leave the store ([`ArtifactPath`]), and a SHA-256 of
+//! every file recorded in the tracking database at upload.
+//!
+//! The HTTP layer speaks MLflow's proxied-artifact protocol on top of [`ArtifactService`];
+//! this crate knows nothing of HTTP.
+
+#![forbid(unsafe_code)]
+
+pub mod path;
+mod repo;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_core::model::ArtifactFile;
+use cairn_core::store::TrackingStore;
+use cairn_core::CoreError;
+use futures_util::Stream;
+
+pub use path::{ArtifactPath, PathError};
+pub use repo::{ArtifactRepo, Download, Entry, StorageKind, Stored};
+
+/// Errors of artifact operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The path is unsafe or malformed (400).
+    #[error("{0}")]
+    InvalidPath(String),
+    /// Nothing is stored at the path (404).
+    #[error("No artifact found at '{0}'")]
+    NotFound(String),
+    /// Reading the request body failed (client gone, or over the size limit).
+    #[error("reading the upload failed: {0}")]
+    Body(String),
+    /// The storage backend failed; logged, never sent to the client.
+    #[error("artifact storage failed: {0}")]
+    Storage(String),
+    /// The destination URI or directory is unusable (start-up only).
+    #[error("{0}")]
+    Config(String),
+    /// The digest index in the tracking database failed.
+    #[error(transparent)]
+    Index(#[from] CoreError),
+}
+
+impl From<PathError> for ArtifactError {
+    fn from(e: PathError) -> Self {
+        Self::InvalidPath(e.to_string())
+    }
+}
+
+/// Artifact operations: the bytes in the repository, their digests in the database.
+#[derive(Clone)]
+pub struct ArtifactService {
+    repo: ArtifactRepo,
+    index: Arc<dyn TrackingStore>,
+}
+
+impl ArtifactService {
+    /// Artifacts in `repo`, digests recorded through `index`.
+    pub fn new(repo: ArtifactRepo, index: Arc<dyn TrackingStore>) -> Self {
+        Self { repo, index }
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &ArtifactRepo {
+        &self.repo
+    }
+
+    /// Stores `body` at `path` and records its digest. The digest is recorded only after
+    /// the bytes are in place, so a recorded digest always names a complete file.
+    pub async fn upload<S, E>(
+        &self,
+        path: &ArtifactPath,
+        body: S,
+    ) -> Result<ArtifactFile, ArtifactError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        if path.is_root() {
+            return Err(ArtifactError::InvalidPath(
+                "Invalid path '': an upload needs a file name".into(),
+            ));
+        }
+        let stored = self.repo.put(path, body).await?;
+        let file = ArtifactFile {
+            path: path.to_string(),
+            size: i64::try_from(stored.size).unwrap_or(i64::MAX),
+            sha256: stored.sha256,
+            uploaded_at: now_ms(),
+        };
+        self.index.record_artifact(&file).await?;
+        Ok(file)
+    }
+
+    /// Opens the file at `path`, with its recorded SHA-256 when there is one (files put
+    /// into the store behind Cairn's back have none).
+    pub async fn download(
+        &self,
+        path: &ArtifactPath,
+    ) -> Result<(Download, Option<String>), ArtifactError> {
+        let download = self.repo.get(path).await?;
+        let digest = self
+            .index
+            .artifact_files(path.as_str())
+            .await?
+            .into_iter()
+            .find(|f| f.path == path.as_str() && f.size as u64 == download.size)
+            .map(|f| f.sha256);
+        Ok((download, digest))
+    }
+
+    /// The direct children of the directory `path`.
+    pub async fn list(&self, path: &ArtifactPath) -> Result<Vec<Entry>, ArtifactError> {
+        self.repo.list(path).await
+    }
+
+    /// Deletes the file or directory at `path` and forgets its digests; returns how many
+    /// files were deleted.
+    pub async fn delete(&self, path: &ArtifactPath) -> Result<u64, ArtifactError> {
+        let deleted = self.repo.delete(path).await?;
+        self.index.forget_artifacts(path.as_str()).await?;
+        Ok(deleted)
+    }
+}
+
+/// The store path behind a proxied artifact URI (`mlflow-artifacts:/1/abc/artifacts`,
+/// also with `//host:port` or `///`): `None` when the URI is not a proxied one.
+pub fn proxied_path(uri: &str) -> Option<Result<ArtifactPath, PathError>> {
+    let rest = uri.strip_prefix("mlflow-artifacts:")?;
+    let path = match rest.strip_prefix("//") {
+        // `//host[:port]/path` or `///path`: the authority is dropped.
+        Some(with_authority) => with_authority
+            .find('/')
+            .map_or("", |i| &with_authority[i..]),
+        None => rest,
+    };
+    Some(ArtifactPath::parse_decoded(path.trim_start_matches('/')))
+}
+
+/// The Content-Type to serve a file with. Types a browser would execute (HTML, SVG,
+/// JavaScript, XML) are served as plain text, so an uploaded file can never run script
+/// in the server's origin.
+pub fn content_type(path: &ArtifactPath) -> String {
+    let Some(mime) = mime_guess::from_path(path.file_name()).first() else {
+        return "application/octet-stream".into();
+    };
+    let active = matches!(
+        (mime.type_().as_str(), mime.subtype().as_str()),
+        ("text", "html" | "javascript" | "xml" | "css")
+            | ("image", "svg")
+            | (
+                "application",
+                "javascript" | "xhtml" | "xml" | "ecmascript" | "wasm"
+            )
+    ) || mime.suffix().is_some_and(|s| s == "xml");
+    if active {
+        "text/plain; charset=utf-8".into()
+    } else if mime.type_() == "text" || mime.subtype() == "json" {
+        format!("{}/{}; charset=utf-8", mime.type_(), mime.subtype())
+    } else {
+        mime.essence_str().to_string()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxied_uris_map_to_store_paths() {
+        for uri in [
+            "mlflow-artifacts:/1/abc/artifacts",
+            "mlflow-artifacts:///1/abc/artifacts",
+            "mlflow-artifacts://host:5000/1/abc/artifacts",
+        ] {
+            let p = proxied_path(uri).unwrap().unwrap();
+            assert_eq!(p.as_str(), "1/abc/artifacts", "{uri}");
+        }
+        assert!(proxied_path("s3://bucket/x").is_none());
+        assert!(proxied_path("mlflow-artifacts:/1/../../etc")
+            .unwrap()
+            .is_err());
+        assert!(proxied_path("mlflow-artifacts:/")
+            .unwrap()
+            .unwrap()
+            .is_root());
+    }
+
+    #[test]
+    fn active_content_is_served_as_text() {
+        let ct = |p: &str| content_type(&ArtifactPath::parse(p).unwrap());
+        assert_eq!(ct("a/page.html"), "text/plain; charset=utf-8");
+        assert_eq!(ct("a/x.svg"), "text/plain; charset=utf-8");
+        assert_eq!(ct("a/x.js"), "text/plain; charset=utf-8");
+        assert_eq!(ct("a/x.xhtml"), "text/plain; charset=utf-8");
+        assert_eq!(ct("notes.txt"), "text/plain; charset=utf-8");
+        assert_eq!(ct("d.json"), "application/json; charset=utf-8");
+        assert_eq!(ct("p.png"), "image/png");
+        assert_eq!(ct("model/MLmodel"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,369 @@
+//! Where artifact bytes live: one `object_store` chosen by the destination URI.
+//!
+//! Uploads and downloads stream: an upload goes through `object_store`'s buffered writer
+//! (one PUT for small files, a multipart upload past the buffer on cloud stores, a staging
+//! file renamed into place on disk), hashing as it goes, so memory stays flat whatever the
+//! size and a failed upload leaves nothing visible.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use url::Url;
+
+use crate::path::ArtifactPath;
+use crate::ArtifactError;
+
+/// Upload buffer: files up to this size are one PUT; larger ones stream as multipart
+/// parts of this size (S3's minimum part is 5 MiB).
+const UPLOAD_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// The kind of storage behind the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// A directory on local disk.
+    Local,
+    /// Amazon S3 or an S3-compatible server.
+    S3,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    Azure,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The entry's name within the listed directory.
+    pub name: String,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+    /// Size in bytes (files only).
+    pub size: Option<u64>,
+}
+
+/// A download in progress.
+pub struct Download {
+    /// Total size in bytes.
+    pub size: u64,
+    /// The content, chunk by chunk.
+    pub body: BoxStream<'static, Result<Bytes, object_store::Error>>,
+}
+
+/// What an upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Bytes written.
+    pub size: u64,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+}
+
+/// Artifact bytes on one object store.
+#[derive(Debug, Clone)]
+pub struct ArtifactRepo {
+    store: Arc<dyn ObjectStore>,
+    kind: StorageKind,
+    /// For local storage: the canonical root, to refuse paths through symlinks.
+    local_root: Option<PathBuf>,
+    /// The destination as configured, without credentials (they come from env vars).
+    display: String,
+}
+
+impl ArtifactRepo {
+    /// Opens the destination: a local directory (plain path or `file://`, created if
+    /// missing), `s3://bucket/prefix`, `gs://bucket/prefix`, or
+    /// `az://container/prefix` / `abfss://container@account.dfs.core.windows.net/prefix`.
+    /// Cloud credentials and endpoints come from the provider's usual environment
+    /// variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+    pub fn open(destination: &str) -> Result<Self, ArtifactError> {
+        let url = match Url::parse(destination) {
+            // A one-letter "scheme" is a Windows drive; no scheme at all is a plain path.
+            Ok(url) if url.scheme().len() > 1 => url,
+            _ => return Self::open_local(FsPath::new(destination)),
+        };
+        let bad = |e: &dyn std::fmt::Display| {
+            ArtifactError::Config(format!("artifact destination {destination}: {e}"))
+        };
+        let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad(&e))?;
+        let (store, kind): (Arc<dyn ObjectStore>, StorageKind) = match scheme {
+            ObjectStoreScheme::Local => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| bad(&"not a local file URI"))?;
+                return Self::open_local(&path);
+            }
+            ObjectStoreScheme::AmazonS3 => {
+                install_crypto_provider();
+                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| bad(&e))?;
+                (Arc::new(s3), StorageKind::S3)
+            }
+            ObjectStoreScheme::GoogleCloudStorage => {
+                install_crypto_provider();
+                let gcs = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| bad(&e))?;
+                (Arc::new(gcs), StorageKind::Gcs)
+            }
+            ObjectStoreScheme::MicrosoftAzure => {
+                install_crypto_provider();
+                let az = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| bad(&e))?;
+                (Arc::new(az), StorageKind::Azure)
+            }
+            other => return Err(bad(&format!("unsupported storage scheme {other:?}"))),
+        };
+        let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        };
+        Ok(Self {
+            store,
+            kind,
+            local_root: None,
+            display: redact_url(&url),
+        })
+    }
+
+    fn open_local(dir: &FsPath) -> Result<Self, ArtifactError> {
+        let config = |e: std::io::Error| {
+            ArtifactError::Config(format!("artifact directory {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(config)?;
+        let root = std::fs::canonicalize(dir).map_err(config)?;
+        let store = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| ArtifactError::Config(format!("{}: {e}", root.display())))?
+            // Deleting a directory's last file removes the emptied directories too.
+            .with_automatic_cleanup(true);
+        Ok(Self {
+            store: Arc::new(store),
+            kind: StorageKind::Local,
+            display: root.display().to_string(),
+            local_root: Some(root),
+        })
+    }
+
+    /// The kind of storage.
+    pub fn kind(&self) -> StorageKind {
+        self.kind
+    }
+
+    /// The destination, for logs (never carries credentials).
+    pub fn describe(&self) -> &str {
+        &self.display
+    }
+
+    /// Streams `body` to `path`, replacing any file there, and returns its size and
+    /// SHA-256. On any error the upload is aborted and nothing is left at `path`.
+    pub async fn put<S, E>(&self, path: &ArtifactPath, body: S) -> Result<Stored, ArtifactError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let location = self.location(path).await?;
+        let mut writer =
+            BufWriter::with_capacity(self.store.clone(), location, UPLOAD_BUFFER_BYTES);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let written = match chunk {
+                Ok(chunk) => {
+                    hasher.update(&chunk);
+                    size += chunk.len() as u64;
+                    writer.put(chunk).await.map_err(storage)
+                }
+                Err(e) => Err(ArtifactError::Body(e.to_string())),
+            };
+            if let Err(e) = written {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(error = %abort, %path, "aborting a failed upload");
+                }
+                return Err(e);
+            }
+        }
+        if let Err(e) = writer.shutdown().await {
+            // shutdown failing leaves the writer to abort what it started.
+            let _ = writer.abort().await;
+            return Err(ArtifactError::Storage(e.to_string()));
+        }
+        Ok(Stored {
+            size,
+            sha256: hex(&hasher.finalize()),
+        })
+    }
+
+    /// Opens the file at `path` for streaming.
+    pub async fn get(&self, path: &ArtifactPath) -> Result<Download, ArtifactError> {
+        if path.is_root() {
+            return Err(ArtifactError::NotFound(String::new()));
+        }
+        let location = self.location(path).await?;
+        let result = self.store.get(&location).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => ArtifactError::NotFound(path.to_string()),
+            other => storage(other),
+        })?;
+        let size = result.meta.size;
+        Ok(Download {
+            size,
+            body: result.into_stream(),
+        })
+    }
+
+    /// The direct children of the directory `path`, sorted by name; empty when `path` is
+    /// a file or does not exist.
+    pub async fn list(&self, path: &ArtifactPath) -> Result<Vec<Entry>, ArtifactError> {
+        let location = self.location(path).await?;
+        let prefix = (!path.is_root()).then_some(&location);
+        let listing = self
+            .store
+            .list_with_delimiter(prefix)
+            .await
+            .map_err(storage)?;
+        let mut entries = Vec::with_capacity(listing.common_prefixes.len() + listing.objects.len());
+        for dir in listing.common_prefixes {
+            if let Some(name) = dir.filename() {
+                entries.push(Entry {
+                    name: name.to_string(),
+                    is_dir: true,
+                    size: None,
+                });
+            }
+        }
+        for object in listing.objects {
+            if let Some(name) = object.location.filename() {
+                entries.push(Entry {
+                    name: name.to_string(),
+                    is_dir: false,
+                    size: Some(object.size),
+                });
+            }
+        }
+        if let Some(root) = &self.local_root {
+            // A symlink inside the root is never served; don't advertise it either.
+            let dir = local_file(root, path);
+            entries.retain(|e| !is_symlink(&dir.join(&e.name)));
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Deletes the file at `path`, or everything under the directory `path`; returns the
+    /// number of files deleted (0 when nothing was there).
+    pub async fn delete(&self, path: &ArtifactPath) -> Result<u64, ArtifactError> {
+        if path.is_root() {
+            return Err(ArtifactError::InvalidPath(
+                "refusing to delete the whole artifact store".into(),
+            ));
+        }
+        let location = self.location(path).await?;
+        // A directory: every file under it (listing is recursive and by whole segments,
+        // so `dir` never catches `dir2`).
+        let under = self.delete_tree(&location).await?;
+        if under > 0 {
+            return Ok(under);
+        }
+        match self.store.head(&location).await {
+            Ok(_) => {
+                self.store.delete(&location).await.map_err(storage)?;
+                Ok(1)
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(0),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    async fn delete_tree(&self, location: &Path) -> Result<u64, ArtifactError> {
+        let files = self
+            .store
+            .list(Some(location))
+            .map_ok(|m| m.location)
+            .boxed();
+        let deleted: Vec<Path> = self
+            .store
+            .delete_stream(files)
+            .try_collect()
+            .await
+            .map_err(storage)?;
+        Ok(deleted.len() as u64)
+    }
+
+    /// The object-store location of `path`, refusing local paths that pass through a
+    /// symlink (which `object_store` would follow out of the root).
+    async fn location(&self, path: &ArtifactPath) -> Result<Path, ArtifactError> {
+        if let Some(root) = &self.local_root {
+            let mut current = root.clone();
+            for segment in path.segments() {
+                current.push(segment);
+                match tokio::fs::symlink_metadata(&current).await {
+                    Ok(meta) if meta.file_type().is_symlink() => {
+                        return Err(ArtifactError::InvalidPath(format!(
+                            "Invalid path '{path}': it passes through a symbolic link"
+                        )))
+                    }
+                    Ok(_) => {}
+                    // Nothing deeper exists either.
+                    Err(_) => break,
+                }
+            }
+        }
+        Path::parse(path.as_str())
+            .map_err(|e| ArtifactError::InvalidPath(format!("Invalid path '{path}': {e}")))
+    }
+}
+
+fn local_file(root: &FsPath, path: &ArtifactPath) -> PathBuf {
+    let mut p = root.to_path_buf();
+    p.extend(path.segments());
+    p
+}
+
+fn is_symlink(p: &FsPath) -> bool {
+    std::fs::symlink_metadata(p)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false)
+}
+
+fn storage(e: object_store::Error) -> ArtifactError {
+    ArtifactError::Storage(e.to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The URL without user info or query (where SAS tokens and keys may be put).
+fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.to_string()
+}
+
+/// reqwest's rustls is built without a bundled crypto provider (see Cargo.toml): install
+/// ring's once, before the first cloud client is built. A provider someone else installed
+/// first is kept.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
