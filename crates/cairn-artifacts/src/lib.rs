@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod gc;
 pub mod path;
 mod repo;
 

@@ -252,6 +252,18 @@ pub trait TrackingStore: Send + Sync + 'static {
     /// Forgets the recorded files at `path` or under it; returns how many were forgotten.
     async fn forget_artifacts(&self, path: &str) -> CoreResult<u64>;
 
+    /// What `cairn gc` may purge: deleted experiments, runs and logged models matching
+    /// `q`. Runs and logged models of a listed experiment are not listed on their own.
+    async fn gc_candidates(&self, q: &GcQuery) -> CoreResult<GcCandidates>;
+    /// Permanently removes a deleted run and everything it owns; `false` if the run is
+    /// gone or no longer deleted (restored meanwhile), in which case nothing changes.
+    async fn purge_run(&self, run_id: &str) -> CoreResult<bool>;
+    /// Permanently removes a deleted logged model; `false` if it no longer qualifies.
+    async fn purge_logged_model(&self, model_id: &str) -> CoreResult<bool>;
+    /// Permanently removes a deleted experiment with all its runs, logged models and
+    /// datasets; `false` if it no longer qualifies.
+    async fn purge_experiment(&self, experiment_id: i64) -> CoreResult<bool>;
+
     /// Creates experiment "0" ("Default") if it does not exist yet.
     async fn ensure_default_experiment(&self, artifact_location: &str, now: i64) -> CoreResult<()>;
     /// Checks the database answers (for readiness probes).
@@ -354,4 +366,35 @@ pub fn artifact_path_range(path: &str) -> (String, String) {
     } else {
         (format!("{path}/"), format!("{path}0"))
     }
+}
+
+/// Which deleted entities `cairn gc` considers.
+#[derive(Debug, Clone, Default)]
+pub struct GcQuery {
+    /// Only entities deleted at or before this time (ms); `None`: any.
+    pub deleted_before: Option<i64>,
+    /// Only these experiments (and runs / logged models in them); empty: all.
+    pub experiment_ids: Vec<i64>,
+    /// Only these runs; when non-empty, no experiment or logged model is considered.
+    pub run_ids: Vec<String>,
+}
+
+/// One entity `cairn gc` may purge, with the artifact location it owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcItem {
+    /// Experiment id, run id or model id.
+    pub id: String,
+    /// Its artifact root.
+    pub artifact_uri: String,
+}
+
+/// Everything [`TrackingStore::gc_candidates`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcCandidates {
+    /// Deleted experiments.
+    pub experiments: Vec<GcItem>,
+    /// Deleted runs outside those experiments.
+    pub runs: Vec<GcItem>,
+    /// Deleted logged models outside those experiments.
+    pub logged_models: Vec<GcItem>,
 }

@@ -36,6 +36,7 @@ mod support;
 mod artifacts;
 mod concurrency;
 mod experiments;
+mod gc;
 mod inputs;
 mod log_batch;
 mod logged_models;
@@ -49,6 +50,7 @@ mod service;
 pub use artifacts::*;
 pub use concurrency::*;
 pub use experiments::*;
+pub use gc::*;
 pub use inputs::*;
 pub use log_batch::*;
 pub use logged_models::*;
@@ -186,6 +188,8 @@ macro_rules! conformance_tests {
             concurrent_experiment_creation,
             // artifact digests
             artifact_index_by_directory,
+            // gc
+            gc_purges_deleted_entities_only,
             // service + store
             service_run_name_is_consistent,
         ]);

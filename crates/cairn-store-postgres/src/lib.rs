@@ -15,6 +15,7 @@
 
 mod artifacts;
 mod experiments;
+mod gc;
 mod logged_models;
 mod runs;
 mod sql;
@@ -30,8 +31,8 @@ use cairn_core::model::{
 };
 use cairn_core::page::Page;
 use cairn_core::store::{
-    ExperimentSearch, LogBatch, LoggedModelSearch, MetricHistoryQuery, NewExperiment,
-    NewLoggedModel, NewRun, RunSearch, RunUpdate, TrackingStore,
+    ExperimentSearch, GcCandidates, GcQuery, LogBatch, LoggedModelSearch, MetricHistoryQuery,
+    NewExperiment, NewLoggedModel, NewRun, RunSearch, RunUpdate, TrackingStore,
 };
 use cairn_core::{CoreError, CoreResult};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -318,6 +319,18 @@ impl TrackingStore for PgStore {
     }
     async fn forget_artifacts(&self, path: &str) -> CoreResult<u64> {
         artifacts::forget(self, path).await
+    }
+    async fn gc_candidates(&self, q: &GcQuery) -> CoreResult<GcCandidates> {
+        gc::candidates(&self.pool, q).await
+    }
+    async fn purge_run(&self, run_id: &str) -> CoreResult<bool> {
+        gc::purge_run(self, run_id).await
+    }
+    async fn purge_logged_model(&self, model_id: &str) -> CoreResult<bool> {
+        gc::purge_logged_model(self, model_id).await
+    }
+    async fn purge_experiment(&self, experiment_id: i64) -> CoreResult<bool> {
+        gc::purge_experiment(self, experiment_id).await
     }
     async fn ensure_default_experiment(&self, artifact_location: &str, now: i64) -> CoreResult<()> {
         experiments::ensure_default(&self.pool, artifact_location, now).await

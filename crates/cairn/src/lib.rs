@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod gc;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ pub struct Application {
 }
 
 /// Opens the store named by the backend URI.
-async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn TrackingStore>> {
+pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn TrackingStore>> {
     match config.backend()? {
         BackendUri::Sqlite(path) => {
             let store = SqliteStore::open(&SqliteConfig::new(&path))

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use cairn::gc::GcArgs;
 use cairn::{shutdown_signal, Application, ServerArgs};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -32,6 +33,8 @@ enum LogFormat {
 enum Command {
     /// Run the tracking server.
     Server(ServerArgs),
+    /// Permanently delete deleted experiments, runs and logged models, and their artifacts.
+    Gc(GcArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -63,6 +66,11 @@ async fn main() -> anyhow::Result<()> {
             );
             app.run_until(shutdown_signal()).await?;
             tracing::info!("stopped cleanly");
+        }
+        Command::Gc(args) => {
+            let (config, options) = args.resolve()?;
+            let report = cairn::gc::run(&config, &options).await?;
+            print!("{}", cairn::gc::summary(&report, options.dry_run));
         }
     }
     Ok(())
