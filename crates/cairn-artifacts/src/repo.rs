@@ -15,9 +15,10 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, ObjectStoreScheme};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
 use url::Url;
 
 use crate::path::ArtifactPath;
@@ -26,6 +27,10 @@ use crate::ArtifactError;
 /// Upload buffer: files up to this size are one PUT; larger ones stream as multipart
 /// parts of this size (S3's minimum part is 5 MiB).
 const UPLOAD_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// Chunks queued for the hashing thread before an upload waits for it.
+const HASH_QUEUE_CHUNKS: usize = 64;
+/// Read size when streaming a local file out.
+const DOWNLOAD_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// The kind of storage behind the repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,15 +184,26 @@ impl ArtifactRepo {
         let location = self.location(path).await?;
         let mut writer =
             BufWriter::with_capacity(self.store.clone(), location, UPLOAD_BUFFER_BYTES);
-        let mut hasher = Sha256::new();
+        // Hashing runs on a blocking thread beside the writes (SHA-256 of a large upload
+        // costs as much CPU as moving it), fed the same reference-counted chunks.
+        let (to_hasher, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE_CHUNKS);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = chunks.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hex(&hasher.finalize())
+        });
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
             let written = match chunk {
                 Ok(chunk) => {
-                    hasher.update(&chunk);
                     size += chunk.len() as u64;
-                    writer.put(chunk).await.map_err(storage)
+                    match to_hasher.send(chunk.clone()).await {
+                        Ok(()) => writer.put(chunk).await.map_err(storage),
+                        Err(_) => Err(ArtifactError::Storage("the hashing thread stopped".into())),
+                    }
                 }
                 Err(e) => Err(ArtifactError::Body(e.to_string())),
             };
@@ -198,15 +214,16 @@ impl ArtifactRepo {
                 return Err(e);
             }
         }
+        drop(to_hasher);
         if let Err(e) = writer.shutdown().await {
             // shutdown failing leaves the writer to abort what it started.
             let _ = writer.abort().await;
             return Err(ArtifactError::Storage(e.to_string()));
         }
-        Ok(Stored {
-            size,
-            sha256: hex(&hasher.finalize()),
-        })
+        let sha256 = hasher
+            .await
+            .map_err(|e| ArtifactError::Storage(format!("hashing failed: {e}")))?;
+        Ok(Stored { size, sha256 })
     }
 
     /// Opens the file at `path` for streaming.
@@ -220,10 +237,20 @@ impl ArtifactRepo {
             other => storage(other),
         })?;
         let size = result.meta.size;
-        Ok(Download {
-            size,
-            body: result.into_stream(),
-        })
+        let body = match result.payload {
+            // object_store streams local files in 8 KiB blocking reads (a third of disk
+            // speed, measured); read them in 1 MiB chunks instead.
+            GetResultPayload::File(file, _) => {
+                ReaderStream::with_capacity(tokio::fs::File::from_std(file), DOWNLOAD_CHUNK_BYTES)
+                    .map_err(|source| object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(source),
+                    })
+                    .boxed()
+            }
+            GetResultPayload::Stream(stream) => stream,
+        };
+        Ok(Download { size, body })
     }
 
     /// The direct children of the directory `path`, sorted by name; empty when `path` is
