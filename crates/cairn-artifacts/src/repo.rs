@@ -181,7 +181,20 @@ impl ArtifactRepo {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let location = self.location(path).await?;
+        let (location, shape) = self.location(path).await?;
+        match shape {
+            Shape::Dir => {
+                return Err(ArtifactError::InvalidPath(format!(
+                    "Invalid path '{path}': a directory of that name exists"
+                )))
+            }
+            Shape::UnderFile => {
+                return Err(ArtifactError::InvalidPath(format!(
+                    "Invalid path '{path}': a parent of it is a file"
+                )))
+            }
+            Shape::Unknown | Shape::Missing | Shape::File => {}
+        }
         let mut writer =
             BufWriter::with_capacity(self.store.clone(), location, UPLOAD_BUFFER_BYTES);
         // Hashing runs on a blocking thread beside the writes (SHA-256 of a large upload
@@ -216,8 +229,8 @@ impl ArtifactRepo {
         }
         drop(to_hasher);
         if let Err(e) = writer.shutdown().await {
-            // shutdown failing leaves the writer to abort what it started.
-            let _ = writer.abort().await;
+            // A failed shutdown cannot be aborted any more (object_store's writer panics);
+            // its staging data is the store's to clean up.
             return Err(ArtifactError::Storage(e.to_string()));
         }
         let sha256 = hasher
@@ -231,7 +244,10 @@ impl ArtifactRepo {
         if path.is_root() {
             return Err(ArtifactError::NotFound(String::new()));
         }
-        let location = self.location(path).await?;
+        let (location, shape) = self.location(path).await?;
+        if matches!(shape, Shape::Dir | Shape::Missing | Shape::UnderFile) {
+            return Err(ArtifactError::NotFound(path.to_string()));
+        }
         let result = self.store.get(&location).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => ArtifactError::NotFound(path.to_string()),
             other => storage(other),
@@ -256,7 +272,10 @@ impl ArtifactRepo {
     /// The direct children of the directory `path`, sorted by name; empty when `path` is
     /// a file or does not exist.
     pub async fn list(&self, path: &ArtifactPath) -> Result<Vec<Entry>, ArtifactError> {
-        let location = self.location(path).await?;
+        let (location, shape) = self.location(path).await?;
+        if matches!(shape, Shape::Missing | Shape::File | Shape::UnderFile) {
+            return Ok(Vec::new());
+        }
         let prefix = (!path.is_root()).then_some(&location);
         let listing = self
             .store
@@ -299,7 +318,10 @@ impl ArtifactRepo {
                 "refusing to delete the whole artifact store".into(),
             ));
         }
-        let location = self.location(path).await?;
+        let (location, shape) = self.location(path).await?;
+        if matches!(shape, Shape::Missing | Shape::UnderFile) {
+            return Ok(0);
+        }
         // A directory: every file under it (listing is recursive and by whole segments,
         // so `dir` never catches `dir2`).
         let under = self.delete_tree(&location).await?;
@@ -332,11 +354,19 @@ impl ArtifactRepo {
     }
 
     /// The object-store location of `path`, refusing local paths that pass through a
-    /// symlink (which `object_store` would follow out of the root).
-    async fn location(&self, path: &ArtifactPath) -> Result<Path, ArtifactError> {
+    /// symlink (which `object_store` would follow out of the root), with what the disk
+    /// holds there (always [`Shape::Unknown`] on object stores, which have no directories).
+    async fn location(&self, path: &ArtifactPath) -> Result<(Path, Shape), ArtifactError> {
+        let mut shape = Shape::Unknown;
         if let Some(root) = &self.local_root {
+            shape = Shape::Missing;
             let mut current = root.clone();
             for segment in path.segments() {
+                if shape == Shape::File {
+                    // A file where a directory is needed: nothing can exist below it.
+                    shape = Shape::UnderFile;
+                    break;
+                }
                 current.push(segment);
                 match tokio::fs::symlink_metadata(&current).await {
                     Ok(meta) if meta.file_type().is_symlink() => {
@@ -344,15 +374,38 @@ impl ArtifactRepo {
                             "Invalid path '{path}': it passes through a symbolic link"
                         )))
                     }
-                    Ok(_) => {}
+                    Ok(meta) if meta.is_dir() => shape = Shape::Dir,
+                    Ok(_) => shape = Shape::File,
                     // Nothing deeper exists either.
-                    Err(_) => break,
+                    Err(_) => {
+                        shape = Shape::Missing;
+                        break;
+                    }
                 }
             }
+            if path.is_root() {
+                shape = Shape::Dir;
+            }
         }
-        Path::parse(path.as_str())
-            .map_err(|e| ArtifactError::InvalidPath(format!("Invalid path '{path}': {e}")))
+        let location = Path::parse(path.as_str())
+            .map_err(|e| ArtifactError::InvalidPath(format!("Invalid path '{path}': {e}")))?;
+        Ok((location, shape))
     }
+}
+
+/// What a local path is on disk, as far as the artifact API cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// An object store: no directories to clash with.
+    Unknown,
+    /// Nothing there yet.
+    Missing,
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// Below a regular file (`a.txt/b`), which cannot exist.
+    UnderFile,
 }
 
 fn local_file(root: &FsPath, path: &ArtifactPath) -> PathBuf {

@@ -484,3 +484,45 @@ async fn runs_outside_the_proxied_store_are_not_served() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+#[tokio::test]
+async fn file_and_directory_clashes_are_client_errors() {
+    let app = spawn_app().await;
+    assert_eq!(
+        put(&app, "1/r/artifacts/dir/f.txt", b"x".to_vec())
+            .await
+            .status,
+        200
+    );
+    let before = files_under(&artifact_root(&app));
+
+    // A file where a directory is, and below a file.
+    let over_dir = put(&app, "1/r/artifacts/dir", b"y".to_vec()).await;
+    assert_eq!(over_dir.status, 400, "{}", over_dir.body);
+    assert_eq!(
+        over_dir.body,
+        json!({"error_code": "INVALID_PARAMETER_VALUE",
+               "message": "Invalid path '1/r/artifacts/dir': a directory of that name exists"})
+    );
+    let under_file = put(&app, "1/r/artifacts/dir/f.txt/sub", b"y".to_vec()).await;
+    assert_eq!(under_file.status, 400, "{}", under_file.body);
+    assert_eq!(
+        under_file.body["message"],
+        "Invalid path '1/r/artifacts/dir/f.txt/sub': a parent of it is a file"
+    );
+    // Reading a directory or below a file is simply not found; listing below a file is empty.
+    for path in ["1/r/artifacts/dir", "1/r/artifacts/dir/f.txt/sub"] {
+        let r = app.get_path(&format!("{ARTIFACTS}/{path}")).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert_eq!(r.body["error_code"], "RESOURCE_DOES_NOT_EXIST");
+    }
+    let r = app
+        .get_path("/api/2.0/mlflow-artifacts/artifacts?path=1/r/artifacts/dir/f.txt/sub")
+        .await;
+    assert_eq!((r.status, r.body), (200, json!({"files": []})));
+    assert_eq!(
+        delete(&app, "1/r/artifacts/dir/f.txt/sub").await.status,
+        200
+    );
+    assert_eq!(files_under(&artifact_root(&app)), before, "nothing changed");
+}
