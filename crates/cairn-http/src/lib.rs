@@ -13,7 +13,7 @@ mod routes;
 
 use std::sync::Arc;
 
-use cairn_core::service::TrackingService;
+use cairn_core::service::{RegistryService, TrackingService};
 
 pub use routes::router;
 
@@ -25,19 +25,25 @@ pub struct AppState {
 
 struct StateInner {
     tracking: TrackingService,
+    registry: RegistryService,
 }
 
 impl AppState {
     /// Wraps the services.
-    pub fn new(tracking: TrackingService) -> Self {
+    pub fn new(tracking: TrackingService, registry: RegistryService) -> Self {
         Self {
-            inner: Arc::new(StateInner { tracking }),
+            inner: Arc::new(StateInner { tracking, registry }),
         }
     }
 
     /// The tracking service.
     pub fn tracking(&self) -> &TrackingService {
         &self.inner.tracking
+    }
+
+    /// The model-registry service.
+    pub fn registry(&self) -> &RegistryService {
+        &self.inner.registry
     }
 }
 
