@@ -601,8 +601,11 @@ fn attributes(kind: SearchKind, ctx: Ctx) -> &'static [(&'static str, Attribute)
         ],
         // MLflow's registered-model filters know only `name`.
         (SearchKind::RegisteredModels, Ctx::Filter) => &[("name", Name)],
+        // MLflow's SQL store sorts `timestamp` by the last update; Cairn also sorts by
+        // the creation time, which MLflow's file store offered.
         (SearchKind::RegisteredModels, Ctx::OrderBy) => &[
             ("name", Name),
+            ("timestamp", LastUpdateTime),
             ("creation_timestamp", CreationTime),
             ("last_updated_timestamp", LastUpdateTime),
         ],
@@ -2265,6 +2268,10 @@ mod tests {
                 field: Field::Attr(Attribute::VersionNumber),
                 ascending: false
             })
+        );
+        assert_eq!(
+            order(Rm, "timestamp DESC").map(|o| o.field),
+            Some(Field::Attr(Attribute::LastUpdateTime))
         );
         assert!(order(Rm, "version_number").is_none());
         assert!(order(Rm, "tags.a").is_none());
