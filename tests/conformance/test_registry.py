@@ -4,6 +4,7 @@ and concurrent version creation. Sources are plain strings; no artifacts are upl
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -266,6 +267,9 @@ def test_version_from_logged_model(client, experiment_id):
     assert mv.run_id == run_id
     assert mv.source == f"models:/{model.model_id}"
     assert client.get_model_version_download_uri(name, mv.version) == model.artifact_location
+    # The logged model lists the versions registered from it.
+    listed = json.loads(client.get_logged_model(model.model_id).tags["mlflow.modelVersions"])
+    assert listed == [{"name": name, "version": int(mv.version)}]
 
 
 @pytest.mark.cairn_only

@@ -10,6 +10,7 @@ use cairn_core::registry::{
 };
 use cairn_core::search::SearchKind;
 use cairn_core::service::split_prompt_clause;
+use cairn_core::store::NewLoggedModel;
 use cairn_core::CoreError;
 
 use crate::support::*;
@@ -825,4 +826,52 @@ pub async fn registry_model_version_fields_round_trip(store: Store, reg: Registr
         CoreError::NotFound(_),
         "update unknown version"
     );
+}
+
+/// A version made from a logged model is listed in the model's `mlflow.modelVersions` tag
+/// (a JSON list of `{"name", "version"}`), written in the version's transaction.
+pub async fn registry_version_recorded_on_logged_model(store: Store, reg: Registry) {
+    prepare(&*store).await;
+    let exp = new_experiment(&*store, "lm").await;
+    let model_id = format!("m-{}", fresh_id());
+    store
+        .create_logged_model(NewLoggedModel {
+            model_id: model_id.clone(),
+            experiment_id: exp,
+            name: "clf".into(),
+            model_type: None,
+            source_run_id: None,
+            tags: Vec::new(),
+            params: Vec::new(),
+            now: T0,
+        })
+        .await
+        .must("create_logged_model");
+    let mut want = Vec::new();
+    for name in ["a", "b", "a"] {
+        if reg.get_registered_model(name).await.is_err() {
+            model(&reg, name).await;
+        }
+        let mv = reg
+            .create_model_version(NewModelVersion {
+                model_id: Some(model_id.clone()),
+                ..new_version(name, &format!("models:/{model_id}"), T0)
+            })
+            .await
+            .must("create version from the logged model");
+        want.push(format!(
+            "{{\"name\":\"{name}\",\"version\":{}}}",
+            mv.version
+        ));
+    }
+    let lm = store
+        .get_logged_model(&model_id)
+        .await
+        .must("get_logged_model");
+    let got = lm
+        .tags
+        .iter()
+        .find(|t| t.key == "mlflow.modelVersions")
+        .map(|t| t.value.clone());
+    assert_eq!(got, Some(format!("[{}]", want.join(","))));
 }

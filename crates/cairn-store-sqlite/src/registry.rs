@@ -54,6 +54,58 @@ const VERSION_COLUMNS: &str = "mv.mv_pk, mv.model_pk, rm.name, mv.version, \
 const VERSIONS_FROM: &str =
     "FROM model_versions mv JOIN registered_models rm ON rm.model_pk = mv.model_pk";
 
+/// The logged-model tag where MLflow lists the registered versions made from a model.
+const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
+
+/// Adds `{"name", "version"}` to the JSON list of a `mlflow.modelVersions` tag (a value
+/// that is not such a list is replaced, as nothing else could have written it).
+fn with_model_version(existing: Option<&str>, name: &str, version: i64) -> String {
+    let entry = serde_json::json!({ "name": name, "version": version });
+    let mut list = existing
+        .and_then(|v| serde_json::from_str::<Vec<serde_json::Value>>(v).ok())
+        .unwrap_or_default();
+    if !list.contains(&entry) {
+        list.push(entry);
+    }
+    serde_json::Value::Array(list).to_string()
+}
+
+/// Records a new version on the logged model it was made from, in the same transaction.
+async fn record_on_logged_model(
+    tx: &mut Tx,
+    model_id: &str,
+    name: &str,
+    version: i64,
+) -> CoreResult<()> {
+    let live: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM logged_models WHERE model_id = ?")
+        .bind(model_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    if live.is_none() {
+        return Ok(());
+    }
+    let existing: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM logged_model_tags WHERE model_id = ? AND key = ?")
+            .bind(model_id)
+            .bind(MODEL_VERSIONS_TAG)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    let value = with_model_version(existing.as_ref().map(|e| e.0.as_str()), name, version);
+    sqlx::query(
+        "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?) \
+         ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(model_id)
+    .bind(MODEL_VERSIONS_TAG)
+    .bind(&value)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 async fn model_pk(tx: &mut Tx, name: &str) -> CoreResult<i64> {
     let row: Option<(i64,)> =
         sqlx::query_as("SELECT model_pk FROM registered_models WHERE name = ?")
@@ -490,6 +542,9 @@ pub(crate) async fn create_version(
     .await
     .map_err(db_err)?;
     upsert_tags(&mut tx, "model_version_tags", "mv_pk", mv_pk, &new.tags).await?;
+    if let Some(model_id) = &new.model_id {
+        record_on_logged_model(&mut tx, model_id, &new.name, version).await?;
+    }
     tx.commit().await.map_err(db_err)?;
     get_version(&store.writer, &new.name, version).await
 }
