@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
@@ -270,6 +271,19 @@ def test_version_from_logged_model(client, experiment_id):
     # The logged model lists the versions registered from it.
     listed = json.loads(client.get_logged_model(model.model_id).tags["mlflow.modelVersions"])
     assert listed == [{"name": name, "version": int(mv.version)}]
+
+
+def test_fluent_register_model(client, experiment_id):
+    # `mlflow.register_model` creates the model (or finds it) and a version per call.
+    model = client.create_logged_model(experiment_id, name="fluent")
+    name = unique_name("fluent-reg")
+    first = mlflow.register_model(f"models:/{model.model_id}", name)
+    second = mlflow.register_model(f"models:/{model.model_id}", name)
+    assert (first.name, int(first.version)) == (name, 1)
+    assert (second.name, int(second.version)) == (name, 2)
+    assert second.status == "READY"
+    rm = client.get_registered_model(name)
+    assert [int(m.version) for m in rm.latest_versions] == [2]
 
 
 @pytest.mark.cairn_only
