@@ -5,9 +5,11 @@
 
 mod common;
 
+use cairn::{Application, ServerConfig};
 use common::{assert_error, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection};
 
 /// Sends a JSON body with any method (MLflow sends bodies with PATCH and DELETE too).
 async fn send(app: &TestApp, method: Method, endpoint: &str, body: Value) -> (u16, Value) {
@@ -701,4 +703,146 @@ async fn concurrent_version_creation_over_http() {
     }
     versions.sort_unstable();
     assert_eq!(versions, (1..=32).collect::<Vec<i64>>());
+}
+
+/// Admin URL of the PostgreSQL test server (required, never skipped).
+fn pg_admin_url() -> String {
+    std::env::var("CAIRN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database of its own, dropped with the guard (also when the test panics).
+struct PgDb {
+    admin: String,
+    name: String,
+}
+
+impl PgDb {
+    async fn create() -> Self {
+        let admin = pg_admin_url();
+        let name = format!("cairn_test_registry_{}", unique_suffix());
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL must be reachable at CAIRN_TEST_PG_URL");
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("CREATE DATABASE");
+        conn.close().await.ok();
+        Self { admin, name }
+    }
+
+    fn url(&self) -> String {
+        match self.admin.rsplit_once('/') {
+            Some((head, _)) => format!("{head}/{}", self.name),
+            None => self.admin.clone(),
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut conn = PgConnection::connect(&admin).await?;
+                conn.execute(sql.as_str()).await?;
+                conn.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// An in-process server on `backend`; stops when the sender is dropped.
+async fn replica(
+    backend: &str,
+    dir: &std::path::Path,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut config = ServerConfig::with_data_dir(dir);
+    config.backend_store_uri = Some(backend.to_string());
+    let app = Application::build(&config).await.expect("build replica");
+    let url = format!("http://127.0.0.1:{}/api/2.0/mlflow", app.port());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        rx.await.ok();
+    }));
+    (url, tx)
+}
+
+/// Two replicas on one PostgreSQL database: 32 concurrent creations spread over both
+/// still get exactly 1..=32, and each replica reads the other's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_version_creation_across_postgres_replicas() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _stop_a) = replica(&db.url(), dir.path()).await;
+    let (b, _stop_b) = replica(&db.url(), dir.path()).await;
+    let client = common::new_client();
+    let created = client
+        .post(format!("{a}/registered-models/create"))
+        .json(&json!({"name": "shared"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let client = client.clone();
+            let base = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let res = client
+                    .post(format!("{base}/model-versions/create"))
+                    .json(&json!({"name": "shared", "source": format!("s3://bucket/{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status().as_u16();
+                let body: Value = res.json().await.unwrap();
+                (status, body)
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        versions.push(
+            body["model_version"]["version"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+        );
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=32).collect::<Vec<i64>>());
+    let latest: Value = client
+        .get(format!("{b}/registered-models/get"))
+        .query(&[("name", "shared")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        latest["registered_model"]["latest_versions"][0]["version"],
+        "32"
+    );
 }
