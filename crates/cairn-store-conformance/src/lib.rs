@@ -155,6 +155,7 @@ macro_rules! conformance_tests {
             registry_search_versions,
             registry_model_version_fields_round_trip,
             registry_version_recorded_on_logged_model,
+            registry_races_settle_like_sequential_calls,
         ]);
         $crate::conformance_tests!(@gen ($factory) [
             // experiments

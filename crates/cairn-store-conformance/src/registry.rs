@@ -875,3 +875,147 @@ pub async fn registry_version_recorded_on_logged_model(store: Store, reg: Regist
         .map(|t| t.value.clone());
     assert_eq!(got, Some(format!("[{}]", want.join(","))));
 }
+
+/// Races settle as sequential calls would: one winner, the rest get the error a later
+/// call would get (never a deadlock, a 503 or an internal error).
+pub async fn registry_races_settle_like_sequential_calls(store: Store, reg: Registry) {
+    prepare(&*store).await;
+    const N: usize = 8;
+    async fn race<T: Send + 'static>(
+        tasks: Vec<tokio::task::JoinHandle<Result<T, CoreError>>>,
+    ) -> (usize, Vec<CoreError>) {
+        let mut ok = 0;
+        let mut errors = Vec::new();
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(_) => ok += 1,
+                Err(e) => errors.push(e),
+            }
+        }
+        (ok, errors)
+    }
+
+    let creates = (0..N)
+        .map(|_| {
+            let reg = reg.clone();
+            tokio::spawn(async move {
+                reg.create_registered_model(new_model("same", Vec::new()))
+                    .await
+            })
+        })
+        .collect();
+    let (ok, errors) = race(creates).await;
+    assert_eq!(ok, 1, "one create wins: {errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| matches!(e, CoreError::AlreadyExists(_))),
+        "{errors:?}"
+    );
+
+    for i in 0..N {
+        model(&reg, &format!("src-{i}")).await;
+    }
+    let renames = (0..N)
+        .map(|i| {
+            let reg = reg.clone();
+            tokio::spawn(async move {
+                reg.rename_registered_model(&format!("src-{i}"), "target", T0 + 1)
+                    .await
+            })
+        })
+        .collect();
+    let (ok, errors) = race(renames).await;
+    assert_eq!(ok, 1, "one rename wins: {errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| matches!(e, CoreError::AlreadyExists(_))),
+        "{errors:?}"
+    );
+
+    model(&reg, "del").await;
+    version(&reg, "del", "s3://b/1").await;
+    let deletes = (0..N)
+        .map(|_| {
+            let reg = reg.clone();
+            tokio::spawn(async move { reg.delete_model_version("del", 1, T0 + 2).await })
+        })
+        .collect();
+    let (ok, errors) = race(deletes).await;
+    assert_eq!(ok, 1, "one delete wins: {errors:?}");
+    assert!(
+        errors.iter().all(|e| matches!(e, CoreError::NotFound(_))),
+        "{errors:?}"
+    );
+
+    // Alias writes and stage transitions on one version all succeed.
+    let v = version(&reg, "del", "s3://b/2").await.version;
+    let writes = (0..N)
+        .map(|i| {
+            let reg = reg.clone();
+            tokio::spawn(async move {
+                reg.set_registered_model_alias("del", &format!("a{i}"), v)
+                    .await?;
+                reg.transition_model_version_stage(&StageTransition {
+                    name: "del".into(),
+                    version: v,
+                    stage: if i % 2 == 0 {
+                        Stage::Staging
+                    } else {
+                        Stage::Production
+                    },
+                    archive_existing_versions: true,
+                    now: T0 + 3,
+                })
+                .await
+                .map(|_| ())
+            })
+        })
+        .collect();
+    let (ok, errors) = race(writes).await;
+    assert_eq!(ok, N, "{errors:?}");
+    let got = reg.get_model_version("del", v).await.must("get");
+    assert_eq!(got.aliases.len(), N);
+
+    // Deletes, archiving transitions, tags and updates on one model's versions at once.
+    model(&reg, "mix").await;
+    for i in 0..N {
+        version(&reg, "mix", &format!("s3://b/{i}")).await;
+    }
+    let mixed = (1..=N as i64)
+        .map(|v| {
+            let reg = reg.clone();
+            tokio::spawn(async move {
+                match v % 4 {
+                    0 => reg.delete_model_version("mix", v, T0 + 4).await,
+                    1 => reg
+                        .transition_model_version_stage(&StageTransition {
+                            name: "mix".into(),
+                            version: v,
+                            stage: Stage::Production,
+                            archive_existing_versions: true,
+                            now: T0 + 4,
+                        })
+                        .await
+                        .map(|_| ()),
+                    2 => reg.set_model_version_tag("mix", v, &tag("k", "v")).await,
+                    _ => reg
+                        .update_model_version("mix", v, Some("d".into()), T0 + 4)
+                        .await
+                        .map(|_| ()),
+                }
+            })
+        })
+        .collect();
+    let (ok, errors) = race(mixed).await;
+    assert_eq!(ok, N, "{errors:?}");
+    let m = reg.get_registered_model("mix").await.must("mix");
+    let production: Vec<i64> = m
+        .latest_versions
+        .iter()
+        .filter(|mv| mv.current_stage == Stage::Production)
+        .map(|mv| mv.version)
+        .collect();
+    assert_eq!(production.len(), 1, "{m:?}");
+}

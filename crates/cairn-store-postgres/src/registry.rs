@@ -109,23 +109,62 @@ async fn record_on_logged_model(
     Ok(())
 }
 
+/// Row locks taken when looking a row up: `KEY SHARE` before adding children (a
+/// concurrent delete waits, and its cascade includes them), `UPDATE` before changing the
+/// row's key or deleting it (so two such writers queue instead of deadlocking).
+const KEY_SHARE: &str = "FOR KEY SHARE";
+const FOR_UPDATE: &str = "FOR UPDATE";
+
 async fn model_pk(tx: &mut Tx, name: &str) -> CoreResult<i64> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT model_pk FROM registered_models WHERE name = $1 FOR KEY SHARE")
-            .bind(name)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?;
+    model_pk_locked(tx, name, KEY_SHARE).await
+}
+
+async fn model_pk_locked(tx: &mut Tx, name: &str, lock: &'static str) -> CoreResult<i64> {
+    let row: Option<(i64,)> = sqlx::query_as(&format!(
+        "SELECT model_pk FROM registered_models WHERE name = $1 {lock}"
+    ))
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
     row.map(|r| r.0).ok_or_else(|| model_not_found(name))
 }
 
 /// (model_pk, mv_pk) of a version.
+/// Locks the model row (`FOR NO KEY UPDATE`) before a version of it is changed or
+/// deleted, then finds the version. Every writer that changes version rows takes the model
+/// lock first, so they queue in one order and cannot deadlock; writers that only add
+/// children (tags, aliases) key-share lock and are never waited on by them.
+async fn lock_for_version_change(tx: &mut Tx, name: &str, version: i64) -> CoreResult<(i64, i64)> {
+    let locked: Option<(i64,)> =
+        sqlx::query_as("SELECT model_pk FROM registered_models WHERE name = $1 FOR NO KEY UPDATE")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    if locked.is_none() {
+        return Err(version_not_found(name, version));
+    }
+    version_pk_locked(tx, name, version, FOR_UPDATE).await
+}
+
 async fn version_pk(tx: &mut Tx, name: &str, version: i64) -> CoreResult<(i64, i64)> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
+    version_pk_locked(tx, name, version, KEY_SHARE).await
+}
+
+/// (model_pk, mv_pk) of a version; `lock` applies to the version row, the model row is
+/// key-share locked.
+async fn version_pk_locked(
+    tx: &mut Tx,
+    name: &str,
+    version: i64,
+    lock: &'static str,
+) -> CoreResult<(i64, i64)> {
+    let row: Option<(i64, i64)> = sqlx::query_as(&format!(
         "SELECT rm.model_pk, mv.mv_pk FROM registered_models rm \
          JOIN model_versions mv ON mv.model_pk = rm.model_pk WHERE rm.name = $1 AND mv.version = $2 \
-         FOR KEY SHARE",
-    )
+         {lock} OF mv FOR KEY SHARE OF rm"
+    ))
     .bind(name)
     .bind(version)
     .fetch_optional(&mut **tx)
@@ -352,7 +391,7 @@ pub(crate) async fn rename_model(
     now: i64,
 ) -> CoreResult<RegisteredModel> {
     let mut tx = pool.begin().await.map_err(db_err)?;
-    let pk = model_pk(&mut tx, name).await?;
+    let pk = model_pk_locked(&mut tx, name, FOR_UPDATE).await?;
     let taken: Option<(i64,)> =
         sqlx::query_as("SELECT model_pk FROM registered_models WHERE name = $1 AND model_pk != $2")
             .bind(new_name)
@@ -560,7 +599,7 @@ pub(crate) async fn update_version(
     now: i64,
 ) -> CoreResult<ModelVersion> {
     let mut tx = pool.begin().await.map_err(db_err)?;
-    let (_, mv_pk) = version_pk(&mut tx, name, version).await?;
+    let (_, mv_pk) = lock_for_version_change(&mut tx, name, version).await?;
     sqlx::query(
         "UPDATE model_versions SET description = $1, last_updated_timestamp = $2 WHERE mv_pk = $3",
     )
@@ -576,9 +615,8 @@ pub(crate) async fn update_version(
 
 pub(crate) async fn transition(pool: &PgPool, t: &StageTransition) -> CoreResult<ModelVersion> {
     let mut tx = pool.begin().await.map_err(db_err)?;
-    let (pk, mv_pk) = version_pk(&mut tx, &t.name, t.version).await?;
-    // Touching the model first locks its row: transitions of one model run one at a time,
-    // so two archiving transitions cannot deadlock on each other's versions.
+    // Transitions of one model run one at a time (they may archive each other's versions).
+    let (pk, mv_pk) = lock_for_version_change(&mut tx, &t.name, t.version).await?;
     touch_model(&mut tx, pk, t.now).await?;
     if t.archive_existing_versions {
         sqlx::query(
@@ -613,7 +651,7 @@ pub(crate) async fn delete_version(
     now: i64,
 ) -> CoreResult<()> {
     let mut tx = pool.begin().await.map_err(db_err)?;
-    let (pk, mv_pk) = version_pk(&mut tx, name, version).await?;
+    let (pk, mv_pk) = lock_for_version_change(&mut tx, name, version).await?;
     // Tags and the aliases pointing here go with it; the counter keeps the number used.
     sqlx::query("DELETE FROM model_versions WHERE mv_pk = $1")
         .bind(mv_pk)
