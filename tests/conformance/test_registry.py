@@ -253,6 +253,22 @@ def test_search_model_versions(client, experiment_id):
     assert not rest.token
 
 
+def test_copy_model_version(client, experiment_id):
+    src = unique_name("copy-src")
+    dst = unique_name("copy-dst")
+    client.create_registered_model(src)
+    run_id, source = _run_source(client, experiment_id)
+    mv = client.create_model_version(src, source, run_id=run_id, tags={"t": "1"}, description="d")
+    copied = client.copy_model_version(f"models:/{src}/{mv.version}", dst)
+    assert copied.name == dst
+    assert int(copied.version) == 1
+    assert copied.source == f"models:/{src}/{mv.version}"
+    assert copied.run_id == run_id
+    assert copied.tags == {"t": "1"}
+    assert copied.description == "d"
+    assert client.get_model_version_download_uri(dst, copied.version) == source
+
+
 def _register_logged_model(client, experiment_id):
     run_id = client.create_run(experiment_id).info.run_id
     model = client.create_logged_model(experiment_id, name="clf", source_run_id=run_id)

@@ -480,6 +480,101 @@ async fn versions_from_logged_models_and_runs() {
 }
 
 #[tokio::test]
+async fn versions_from_other_registered_versions() {
+    let app = spawn_app().await;
+    create_model(&app, "src").await;
+    app.post_ok(
+        "model-versions/create",
+        json!({"name": "src", "source": "s3://bucket/src/1", "run_id": "r1"}),
+    )
+    .await;
+    create_version(&app, "src", "s3://bucket/src/2").await;
+    app.post_ok(
+        "model-versions/transition-stage",
+        json!({"name": "src", "version": "1", "stage": "Staging"}),
+    )
+    .await;
+    app.post_ok(
+        "registered-models/alias",
+        json!({"name": "src", "alias": "best", "version": "2"}),
+    )
+    .await;
+    create_model(&app, "dst").await;
+    // (source given, canonical source recorded, download URI, run id)
+    let cases = [
+        (
+            "models:/src/1",
+            "models:/src/1",
+            "s3://bucket/src/1",
+            Some("r1"),
+        ),
+        (
+            "models:/src@best",
+            "models:/src/2",
+            "s3://bucket/src/2",
+            None,
+        ),
+        (
+            "models:/src/Staging",
+            "models:/src/1",
+            "s3://bucket/src/1",
+            Some("r1"),
+        ),
+        (
+            "models:/src/latest",
+            "models:/src/2",
+            "s3://bucket/src/2",
+            None,
+        ),
+    ];
+    for (i, (given, recorded, uri, run)) in cases.into_iter().enumerate() {
+        let mv = app
+            .post_ok(
+                "model-versions/create",
+                json!({"name": "dst", "source": given}),
+            )
+            .await;
+        let mv = &mv["model_version"];
+        let version = (i + 1).to_string();
+        assert_eq!(mv["version"], version.as_str(), "{given}");
+        assert_eq!(mv["source"], recorded, "{given}");
+        assert_eq!(mv["run_id"].as_str(), run, "{given}");
+        let got = app
+            .get_ok(
+                "model-versions/get-download-uri",
+                &[("name", "dst"), ("version", &version)],
+            )
+            .await;
+        assert_eq!(got["artifact_uri"], uri, "{given}");
+    }
+    let bad = app
+        .post(
+            "model-versions/create",
+            json!({"name": "dst", "source": "models:/src/1", "run_id": "other"}),
+        )
+        .await;
+    assert_error(
+        &bad,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "Invalid model version source: 'models:/src/1'. The run_id and model_id request \
+         parameters must match the referenced model version.",
+    );
+    let missing = app
+        .post(
+            "model-versions/create",
+            json!({"name": "dst", "source": "models:/src/9"}),
+        )
+        .await;
+    assert_error(
+        &missing,
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        "Model Version (name=src, version=9) not found",
+    );
+}
+
+#[tokio::test]
 async fn registry_error_bodies() {
     let app = spawn_app().await;
     create_model(&app, "m").await;

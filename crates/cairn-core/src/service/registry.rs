@@ -303,6 +303,32 @@ fn check_no_relative_parts(source: &str) -> CoreResult<()> {
     Ok(())
 }
 
+/// A version made from another registered version records the canonical
+/// `models:/<name>/<version>` source, that version's location, and its run and logged
+/// model unless given; given ones must match it.
+fn lineage(
+    source: &str,
+    mv: ModelVersion,
+    run_id: Option<String>,
+    model_id: Option<&str>,
+) -> CoreResult<ResolvedSource> {
+    let mismatch = |given: Option<&str>, theirs: &Option<String>| {
+        given.is_some_and(|g| Some(g) != theirs.as_deref())
+    };
+    if mismatch(run_id.as_deref(), &mv.run_id) || mismatch(model_id, &mv.model_id) {
+        return Err(CoreError::invalid(format!(
+            "Invalid model version source: '{source}'. The run_id and model_id request \
+             parameters must match the referenced model version."
+        )));
+    }
+    Ok(ResolvedSource {
+        source: Some(format!("models:/{}/{}", mv.name, mv.version)),
+        storage_location: Some(mv.storage_location.unwrap_or(mv.source)),
+        run_id: run_id.or(mv.run_id),
+        model_id: model_id.map(str::to_string).or(mv.model_id),
+    })
+}
+
 fn is_mlflow_artifacts(scheme: &str, parts: &[String]) -> bool {
     const ROUTE: [&str; 4] = ["api", "2.0", "mlflow-artifacts", "artifacts"];
     scheme == "mlflow-artifacts"
@@ -315,8 +341,22 @@ fn is_mlflow_artifacts(scheme: &str, parts: &[String]) -> bool {
 /// Where a new version's artifacts are and which run produced it, once its source has
 /// been checked against the run or logged model it claims to come from.
 struct ResolvedSource {
+    /// The source to record, when MLflow rewrites it (`models:/<name>/<version>`).
+    source: Option<String>,
     storage_location: Option<String>,
     run_id: Option<String>,
+    model_id: Option<String>,
+}
+
+impl ResolvedSource {
+    fn plain(run_id: Option<String>, model_id: Option<&str>) -> Self {
+        Self {
+            source: None,
+            storage_location: None,
+            run_id,
+            model_id: model_id.map(str::to_string),
+        }
+    }
 }
 
 impl RegistryService {
@@ -449,12 +489,12 @@ impl RegistryService {
         self.store
             .create_model_version(NewModelVersion {
                 name: req.name,
-                source: req.source,
+                source: resolved.source.unwrap_or(req.source),
                 storage_location: resolved.storage_location,
                 run_id: resolved.run_id,
                 run_link: req.run_link.filter(|s| !s.is_empty()),
                 description: req.description,
-                model_id,
+                model_id: resolved.model_id,
                 tags: dedup_tags(&req.tags),
                 now: now_millis(),
             })
@@ -488,18 +528,24 @@ impl RegistryService {
                     }
                     let model = self.logged_model(source, id).await?;
                     Ok(ResolvedSource {
+                        source: None,
                         storage_location: Some(model.artifact_uri),
                         run_id: run_id.or(model.source_run_id),
+                        model_id: Some(id.clone()),
                     })
                 }
-                // models:/<name>/<version>: another registered version.
-                [name, version] if version.parse::<i64>().is_ok() => {
-                    let version = parse_version(version)?;
-                    let mv = self.store.get_model_version(name, version).await?;
-                    Ok(ResolvedSource {
-                        storage_location: Some(mv.storage_location.unwrap_or(mv.source)),
-                        run_id: run_id.or(mv.run_id),
-                    })
+                // Another registered version: models:/<name>@<alias>, models:/<name>/<n>,
+                // models:/<name>/latest or models:/<name>/<stage> (copy_model_version).
+                [name_alias] => match name_alias.split_once('@') {
+                    Some((name, alias)) => {
+                        let mv = self.get_model_version_by_alias(name, alias).await?;
+                        lineage(source, mv, run_id, model_id)
+                    }
+                    None => Err(invalid_source(source, "model_id")),
+                },
+                [name, spec] => {
+                    let mv = self.resolve_version_spec(source, name, spec).await?;
+                    lineage(source, mv, run_id, model_id)
                 }
                 _ => Err(invalid_source(source, "model_id")),
             };
@@ -525,10 +571,7 @@ impl RegistryService {
                 )));
             }
             check_no_relative_parts(source)?;
-            return Ok(ResolvedSource {
-                storage_location: None,
-                run_id,
-            });
+            return Ok(ResolvedSource::plain(run_id, model_id));
         }
         check_no_relative_parts(source)?;
         if scheme == "runs" {
@@ -555,10 +598,35 @@ impl RegistryService {
                 return Err(invalid_source(source, "run_id"));
             }
         }
-        Ok(ResolvedSource {
-            storage_location: None,
-            run_id,
-        })
+        Ok(ResolvedSource::plain(run_id, model_id))
+    }
+
+    /// The version a `models:/<name>/<spec>` source names: a number, `latest`, or a stage
+    /// (its latest version).
+    async fn resolve_version_spec(
+        &self,
+        source: &str,
+        name: &str,
+        spec: &str,
+    ) -> CoreResult<ModelVersion> {
+        if let Ok(version) = spec.parse::<i64>() {
+            return self.store.get_model_version(name, version).await;
+        }
+        let stage = if spec.eq_ignore_ascii_case("latest") {
+            None
+        } else {
+            Some(
+                spec.parse::<Stage>()
+                    .map_err(|_| invalid_source(source, "model_id"))?,
+            )
+        };
+        let model = self.store.get_registered_model(name).await?;
+        model
+            .latest_versions
+            .into_iter()
+            .filter(|mv| stage.is_none_or(|s| mv.current_stage == s))
+            .max_by_key(|mv| mv.version)
+            .ok_or_else(|| invalid_source(source, "model_id"))
     }
 
     async fn logged_model(
