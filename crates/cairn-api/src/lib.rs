@@ -6,6 +6,7 @@
 
 pub mod de;
 pub mod error;
+pub mod registry;
 pub mod requests;
 pub mod responses;
 

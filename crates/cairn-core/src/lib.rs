@@ -7,6 +7,7 @@ pub mod error;
 pub mod history;
 pub mod model;
 pub mod page;
+pub mod registry;
 pub mod search;
 pub mod service;
 pub mod store;

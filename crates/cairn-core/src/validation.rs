@@ -101,7 +101,7 @@ periods (.), spaces ( ), colon(:) and slashes (/).";
 
 /// What `posixpath.normpath` would make of `name`: keys are used as file names by some
 /// artifact layouts, so a key must not normalise to a different key.
-fn normalises_to_itself(name: &str) -> bool {
+pub(crate) fn normalises_to_itself(name: &str) -> bool {
     if name.is_empty() || name.starts_with('/') || name.ends_with('/') {
         return false;
     }
@@ -109,7 +109,7 @@ fn normalises_to_itself(name: &str) -> bool {
         .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
-fn bad_path(name: &str) -> String {
+pub(crate) fn bad_path(name: &str) -> String {
     format!(
         "Names may be treated as files in certain cases, and must not resolve to other names \
          when treated as such. This name would resolve to '{}'",

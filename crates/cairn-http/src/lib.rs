@@ -14,7 +14,7 @@ mod routes;
 use std::sync::Arc;
 
 use cairn_artifacts::ArtifactService;
-use cairn_core::service::TrackingService;
+use cairn_core::service::{RegistryService, TrackingService};
 
 pub use routes::router;
 
@@ -26,15 +26,21 @@ pub struct AppState {
 
 struct StateInner {
     tracking: TrackingService,
+    registry: RegistryService,
     artifacts: ArtifactService,
 }
 
 impl AppState {
     /// Wraps the services.
-    pub fn new(tracking: TrackingService, artifacts: ArtifactService) -> Self {
+    pub fn new(
+        tracking: TrackingService,
+        registry: RegistryService,
+        artifacts: ArtifactService,
+    ) -> Self {
         Self {
             inner: Arc::new(StateInner {
                 tracking,
+                registry,
                 artifacts,
             }),
         }
@@ -43,6 +49,11 @@ impl AppState {
     /// The tracking service.
     pub fn tracking(&self) -> &TrackingService {
         &self.inner.tracking
+    }
+
+    /// The model-registry service.
+    pub fn registry(&self) -> &RegistryService {
+        &self.inner.registry
     }
 
     /// The artifact service.

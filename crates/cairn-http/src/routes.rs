@@ -14,7 +14,7 @@ use tower_http::LatencyUnit;
 
 use crate::error::ApiError;
 use crate::handlers::artifacts::{self, ARTIFACT_PREFIXES};
-use crate::handlers::{experiments, logged_models, meta, runs};
+use crate::handlers::{experiments, logged_models, meta, registry, runs};
 use crate::middleware::{panic_response, server_timing};
 use crate::AppState;
 
@@ -119,6 +119,59 @@ fn artifact_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     ]
 }
 
+/// `(path, handler)` for every MLflow model-registry route, relative to a prefix. Methods
+/// follow MLflow's proto; the two searches also take POST, like the tracking searches.
+fn registry_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    use axum::routing::delete;
+    vec![
+        ("/registered-models/create", post(registry::create_model)),
+        ("/registered-models/rename", post(registry::rename_model)),
+        ("/registered-models/update", patch(registry::update_model)),
+        ("/registered-models/delete", delete(registry::delete_model)),
+        ("/registered-models/get", get(registry::get_model)),
+        (
+            "/registered-models/search",
+            get(registry::search_models).post(registry::search_models),
+        ),
+        (
+            "/registered-models/get-latest-versions",
+            post(registry::get_latest_versions).get(registry::get_latest_versions),
+        ),
+        ("/registered-models/set-tag", post(registry::set_model_tag)),
+        (
+            "/registered-models/delete-tag",
+            delete(registry::delete_model_tag),
+        ),
+        (
+            "/registered-models/alias",
+            post(registry::set_alias)
+                .delete(registry::delete_alias)
+                .get(registry::get_by_alias),
+        ),
+        ("/model-versions/create", post(registry::create_version)),
+        ("/model-versions/update", patch(registry::update_version)),
+        (
+            "/model-versions/transition-stage",
+            post(registry::transition_stage),
+        ),
+        ("/model-versions/delete", delete(registry::delete_version)),
+        ("/model-versions/get", get(registry::get_version)),
+        (
+            "/model-versions/search",
+            get(registry::search_versions).post(registry::search_versions),
+        ),
+        (
+            "/model-versions/get-download-uri",
+            get(registry::download_uri),
+        ),
+        ("/model-versions/set-tag", post(registry::set_version_tag)),
+        (
+            "/model-versions/delete-tag",
+            delete(registry::delete_version_tag),
+        ),
+    ]
+}
+
 async fn method_not_allowed(method: Method, req: Request) -> ApiError {
     ApiError::new(
         ErrorCode::BadRequest,
@@ -133,7 +186,7 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(meta::version))
         .route("/get-artifact", get(artifacts::get_run_artifact));
     for prefix in API_PREFIXES {
-        for (path, handler) in mlflow_routes() {
+        for (path, handler) in mlflow_routes().into_iter().chain(registry_routes()) {
             app = app.route(&format!("{prefix}{path}"), handler);
         }
     }

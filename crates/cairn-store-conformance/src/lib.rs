@@ -28,6 +28,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use cairn_core::registry::RegistryStore;
 use cairn_core::store::TrackingStore;
 
 #[macro_use]
@@ -42,6 +43,7 @@ mod log_batch;
 mod logged_models;
 mod metric_history;
 mod precision;
+mod registry;
 mod runs;
 mod search_experiments;
 mod search_runs;
@@ -56,6 +58,7 @@ pub use log_batch::*;
 pub use logged_models::*;
 pub use metric_history::*;
 pub use precision::*;
+pub use registry::*;
 pub use runs::*;
 pub use search_experiments::*;
 pub use search_runs::*;
@@ -65,26 +68,35 @@ pub use support::{prepare, ARTIFACT_ROOT, T0};
 /// The store under test, shared so concurrency scenarios can hand it to spawned tasks.
 pub type Store = Arc<dyn TrackingStore>;
 
+/// The same store seen through its registry trait.
+pub type Registry = Arc<dyn RegistryStore>;
+
 /// A fresh, empty store plus whatever must live as long as it (a temporary directory,
 /// a throw-away database or schema that is dropped with the guard).
 pub struct Fixture {
     store: Store,
+    registry: Registry,
     _guard: Option<Box<dyn Any + Send>>,
 }
 
 impl Fixture {
     /// A store that needs nothing kept alive beside it.
-    pub fn new(store: Store) -> Self {
+    pub fn new<S: TrackingStore + RegistryStore>(store: Arc<S>) -> Self {
         Self {
-            store,
+            store: store.clone(),
+            registry: store,
             _guard: None,
         }
     }
 
     /// A store plus a guard dropped after the store is closed (e.g. a `TempDir`).
-    pub fn with_guard(store: Store, guard: impl Any + Send) -> Self {
+    pub fn with_guard<S: TrackingStore + RegistryStore>(
+        store: Arc<S>,
+        guard: impl Any + Send,
+    ) -> Self {
         Self {
-            store,
+            store: store.clone(),
+            registry: store,
             _guard: Some(Box::new(guard)),
         }
     }
@@ -92,6 +104,11 @@ impl Fixture {
     /// The store, for handing to a scenario.
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+
+    /// The same store as a registry store, for the registry scenarios.
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
     }
 
     /// Closes the store, then drops the guard.
@@ -118,7 +135,32 @@ macro_rules! conformance_tests {
             }
         )*
     };
+    (@gen_registry ($factory:expr) [$($name:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let fixture: $crate::Fixture = $factory.await;
+                $crate::$name(fixture.store(), fixture.registry()).await;
+                fixture.finish().await;
+            }
+        )*
+    };
     ($factory:expr $(,)?) => {
+        $crate::conformance_tests!(@gen_registry ($factory) [
+            registry_model_create_get_update,
+            registry_version_numbers_never_reused,
+            registry_concurrent_version_creation,
+            registry_rename_moves_versions_tags_aliases,
+            registry_delete_cascades,
+            registry_aliases,
+            registry_stage_transitions,
+            registry_tags,
+            registry_search_models,
+            registry_search_versions,
+            registry_model_version_fields_round_trip,
+            registry_version_recorded_on_logged_model,
+            registry_races_settle_like_sequential_calls,
+        ]);
         $crate::conformance_tests!(@gen ($factory) [
             // experiments
             experiment_create_and_get,

@@ -16,6 +16,10 @@ pub(crate) enum Target {
     Experiments,
     /// `logged_models lm`.
     LoggedModels,
+    /// `registered_models rm`.
+    RegisteredModels,
+    /// `model_versions mv` joined with `registered_models rm`.
+    ModelVersions,
 }
 
 impl Target {
@@ -24,6 +28,8 @@ impl Target {
             Self::Runs => "r.run_pk",
             Self::Experiments => "e.experiment_id",
             Self::LoggedModels => "lm.model_id",
+            Self::RegisteredModels => "rm.model_pk",
+            Self::ModelVersions => "mv.mv_pk",
         }
     }
 
@@ -51,6 +57,14 @@ impl Target {
             (Self::LoggedModels, Attribute::ExperimentId) => "lm.experiment_id",
             (Self::LoggedModels, Attribute::CreationTime) => "lm.creation_timestamp",
             (Self::LoggedModels, Attribute::LastUpdateTime) => "lm.last_updated_timestamp",
+            (Self::RegisteredModels | Self::ModelVersions, Attribute::Name) => "rm.name",
+            (Self::RegisteredModels, Attribute::CreationTime) => "rm.creation_timestamp",
+            (Self::RegisteredModels, Attribute::LastUpdateTime) => "rm.last_updated_timestamp",
+            (Self::ModelVersions, Attribute::VersionNumber) => "mv.version",
+            (Self::ModelVersions, Attribute::RunId) => "mv.run_id",
+            (Self::ModelVersions, Attribute::SourcePath) => "mv.source",
+            (Self::ModelVersions, Attribute::CreationTime) => "mv.creation_timestamp",
+            (Self::ModelVersions, Attribute::LastUpdateTime) => "mv.last_updated_timestamp",
             (t, a) => {
                 return Err(CoreError::invalid(format!(
                     "Attribute {a:?} cannot be used when searching {t:?}"
@@ -70,6 +84,8 @@ impl Target {
             (Self::LoggedModels, Field::Param(_)) => ("logged_model_params", "model_id"),
             (Self::LoggedModels, Field::Tag(_)) => ("logged_model_tags", "model_id"),
             (Self::LoggedModels, Field::Metric(_)) => ("logged_model_latest_metrics", "model_id"),
+            (Self::RegisteredModels, Field::Tag(_)) => ("registered_model_tags", "model_pk"),
+            (Self::ModelVersions, Field::Tag(_)) => ("model_version_tags", "mv_pk"),
             (t, f) => {
                 return Err(CoreError::invalid(format!(
                     "{f:?} cannot be used when searching {t:?}"

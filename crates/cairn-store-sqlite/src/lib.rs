@@ -11,6 +11,7 @@ mod artifacts;
 mod experiments;
 mod gc;
 mod logged_models;
+mod registry;
 mod runs;
 mod sql;
 
@@ -24,6 +25,10 @@ use cairn_core::model::{
     ModelInput, ModelOutput, Param, Run, RunInfo, Tag,
 };
 use cairn_core::page::Page;
+use cairn_core::registry::{
+    ModelVersion, NewModelVersion, NewRegisteredModel, RegisteredModel, RegistrySearch,
+    RegistryStore, StageTransition,
+};
 use cairn_core::store::{
     ExperimentSearch, GcCandidates, GcQuery, LogBatch, LoggedModelSearch, MetricHistoryQuery,
     NewExperiment, NewLoggedModel, NewRun, RunSearch, RunUpdate, TrackingStore,
@@ -304,5 +309,105 @@ impl TrackingStore for SqliteStore {
             .execute(&self.writer)
             .await;
         self.writer.close().await;
+    }
+}
+
+#[async_trait]
+impl RegistryStore for SqliteStore {
+    async fn create_registered_model(
+        &self,
+        new: NewRegisteredModel,
+    ) -> CoreResult<RegisteredModel> {
+        registry::create_model(self, new).await
+    }
+    async fn get_registered_model(&self, name: &str) -> CoreResult<RegisteredModel> {
+        registry::get_model(&self.reader, name).await
+    }
+    async fn update_registered_model(
+        &self,
+        name: &str,
+        description: Option<String>,
+        now: i64,
+    ) -> CoreResult<RegisteredModel> {
+        registry::update_model(self, name, description, now).await
+    }
+    async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: &str,
+        now: i64,
+    ) -> CoreResult<RegisteredModel> {
+        registry::rename_model(self, name, new_name, now).await
+    }
+    async fn delete_registered_model(&self, name: &str) -> CoreResult<()> {
+        registry::delete_model(self, name).await
+    }
+    async fn search_registered_models(
+        &self,
+        q: &RegistrySearch,
+    ) -> CoreResult<Page<RegisteredModel>> {
+        registry::search_models(&self.reader, q).await
+    }
+    async fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> CoreResult<()> {
+        registry::set_model_tag(self, name, tag).await
+    }
+    async fn delete_registered_model_tag(&self, name: &str, key: &str) -> CoreResult<()> {
+        registry::delete_model_tag(self, name, key).await
+    }
+    async fn create_model_version(&self, new: NewModelVersion) -> CoreResult<ModelVersion> {
+        registry::create_version(self, new).await
+    }
+    async fn get_model_version(&self, name: &str, version: i64) -> CoreResult<ModelVersion> {
+        registry::get_version(&self.reader, name, version).await
+    }
+    async fn update_model_version(
+        &self,
+        name: &str,
+        version: i64,
+        description: Option<String>,
+        now: i64,
+    ) -> CoreResult<ModelVersion> {
+        registry::update_version(self, name, version, description, now).await
+    }
+    async fn transition_model_version_stage(
+        &self,
+        t: &StageTransition,
+    ) -> CoreResult<ModelVersion> {
+        registry::transition(self, t).await
+    }
+    async fn delete_model_version(&self, name: &str, version: i64, now: i64) -> CoreResult<()> {
+        registry::delete_version(self, name, version, now).await
+    }
+    async fn search_model_versions(&self, q: &RegistrySearch) -> CoreResult<Page<ModelVersion>> {
+        registry::search_versions(&self.reader, q).await
+    }
+    async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> CoreResult<()> {
+        registry::set_version_tag(self, name, version, tag).await
+    }
+    async fn delete_model_version_tag(
+        &self,
+        name: &str,
+        version: i64,
+        key: &str,
+    ) -> CoreResult<()> {
+        registry::delete_version_tag(self, name, version, key).await
+    }
+    async fn set_registered_model_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: i64,
+    ) -> CoreResult<()> {
+        registry::set_alias(self, name, alias, version).await
+    }
+    async fn delete_registered_model_alias(&self, name: &str, alias: &str) -> CoreResult<()> {
+        registry::delete_alias(self, name, alias).await
+    }
+    async fn get_model_version_by_alias(
+        &self,
+        name: &str,
+        alias: &str,
+    ) -> CoreResult<ModelVersion> {
+        registry::get_by_alias(&self.reader, name, alias).await
     }
 }

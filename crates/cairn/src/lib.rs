@@ -13,7 +13,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use cairn_artifacts::{ArtifactRepo, ArtifactService};
-use cairn_core::service::{TrackingConfig, TrackingService};
+use cairn_core::registry::RegistryStore;
+use cairn_core::service::{RegistryService, TrackingConfig, TrackingService};
 use cairn_core::store::TrackingStore;
 use cairn_http::AppState;
 use cairn_store_postgres::{PgConfig, PgStore};
@@ -30,14 +31,18 @@ pub struct Application {
     store: Arc<dyn TrackingStore>,
 }
 
+/// One store seen through both of its traits.
+type Stores = (Arc<dyn TrackingStore>, Arc<dyn RegistryStore>);
+
 /// Opens the store named by the backend URI.
-pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn TrackingStore>> {
+pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Stores> {
     match config.backend()? {
         BackendUri::Sqlite(path) => {
             let store = SqliteStore::open(&SqliteConfig::new(&path))
                 .await
                 .with_context(|| format!("opening SQLite store at {}", path.display()))?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok((store.clone(), store))
         }
         BackendUri::Postgres(url) => {
             let mut pg = PgConfig::new(url);
@@ -46,7 +51,8 @@ pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn 
             let store = PgStore::open(&pg)
                 .await
                 .context("opening the PostgreSQL store")?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok((store.clone(), store))
         }
     }
 }
@@ -54,7 +60,7 @@ pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn 
 impl Application {
     /// Opens the store, runs migrations and binds the listener (port 0 picks a free port).
     pub async fn build(config: &ServerConfig) -> anyhow::Result<Self> {
-        let store = open_store(config).await?;
+        let (store, registry_store) = open_store(config).await?;
         let tracking = TrackingService::new(
             store.clone(),
             TrackingConfig {
@@ -69,7 +75,8 @@ impl Application {
             .context("opening the artifact store")?;
         tracing::info!(destination = %repo.describe(), "artifact store");
         let artifacts = ArtifactService::new(repo, store.clone());
-        let router = cairn_http::router(AppState::new(tracking, artifacts));
+        let registry = RegistryService::new(registry_store, store.clone());
+        let router = cairn_http::router(AppState::new(tracking, registry, artifacts));
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;

@@ -9,6 +9,10 @@ pub enum SearchKind {
     Experiments,
     /// `logged-models/search`.
     LoggedModels,
+    /// `registered-models/search`.
+    RegisteredModels,
+    /// `model-versions/search`.
+    ModelVersions,
 }
 
 /// A boolean filter. `And`/`Or` hold two or more children; `AND` binds tighter than `OR`.
@@ -80,6 +84,10 @@ pub enum Attribute {
     ModelType,
     /// Logged model: `source_run_id`.
     SourceRunId,
+    /// Model version: `version_number` (numeric).
+    VersionNumber,
+    /// Model version: `source_path`, the version's source URI.
+    SourcePath,
 }
 
 impl Attribute {
@@ -87,7 +95,11 @@ impl Attribute {
     pub fn is_numeric(self) -> bool {
         matches!(
             self,
-            Self::StartTime | Self::EndTime | Self::CreationTime | Self::LastUpdateTime
+            Self::StartTime
+                | Self::EndTime
+                | Self::CreationTime
+                | Self::LastUpdateTime
+                | Self::VersionNumber
         )
     }
 }

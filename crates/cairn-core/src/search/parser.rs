@@ -542,6 +542,10 @@ fn entity_types(kind: SearchKind, ctx: Ctx) -> &'static [EntityType] {
         (SearchKind::LoggedModels, Ctx::Filter) => &[Metric, Param, Tag, Attribute],
         // MLflow's logged-model order_by only knows attributes and `metrics.<name>`.
         (SearchKind::LoggedModels, Ctx::OrderBy) => &[Metric, Attribute],
+        (SearchKind::RegisteredModels | SearchKind::ModelVersions, Ctx::Filter) => {
+            &[Attribute, Tag]
+        }
+        (SearchKind::RegisteredModels | SearchKind::ModelVersions, Ctx::OrderBy) => &[Attribute],
     }
 }
 
@@ -595,6 +599,28 @@ fn attributes(kind: SearchKind, ctx: Ctx) -> &'static [(&'static str, Attribute)
             ("last_updated_timestamp", LastUpdateTime),
             ("last_updated_time", LastUpdateTime),
         ],
+        // MLflow's registered-model filters know only `name`.
+        (SearchKind::RegisteredModels, Ctx::Filter) => &[("name", Name)],
+        // MLflow's SQL store sorts `timestamp` by the last update; Cairn also sorts by
+        // the creation time, which MLflow's file store offered.
+        (SearchKind::RegisteredModels, Ctx::OrderBy) => &[
+            ("name", Name),
+            ("timestamp", LastUpdateTime),
+            ("creation_timestamp", CreationTime),
+            ("last_updated_timestamp", LastUpdateTime),
+        ],
+        (SearchKind::ModelVersions, Ctx::Filter) => &[
+            ("name", Name),
+            ("version_number", VersionNumber),
+            ("run_id", RunId),
+            ("source_path", SourcePath),
+        ],
+        (SearchKind::ModelVersions, Ctx::OrderBy) => &[
+            ("name", Name),
+            ("version_number", VersionNumber),
+            ("creation_timestamp", CreationTime),
+            ("last_updated_timestamp", LastUpdateTime),
+        ],
     }
 }
 
@@ -603,6 +629,8 @@ fn kind_name(kind: SearchKind) -> &'static str {
         SearchKind::Runs => "runs",
         SearchKind::Experiments => "experiments",
         SearchKind::LoggedModels => "logged models",
+        SearchKind::RegisteredModels => "registered models",
+        SearchKind::ModelVersions => "model versions",
     }
 }
 
@@ -772,6 +800,8 @@ fn attribute_name(a: Attribute) -> &'static str {
         Attribute::ModelId => "model_id",
         Attribute::ModelType => "model_type",
         Attribute::SourceRunId => "source_run_id",
+        Attribute::VersionNumber => "version_number",
+        Attribute::SourcePath => "source_path",
     }
 }
 
@@ -799,8 +829,15 @@ const PLAIN_STRING_OPS: &[CompareOp] = &[Op::Eq, Op::Ne, Op::Like, Op::ILike];
 fn allowed_ops(kind: SearchKind, field: &Field) -> &'static [CompareOp] {
     match field {
         Field::Metric(_) => NUMERIC_OPS,
-        // Logged-model params and tags have no IS NULL in MLflow.
-        Field::Param(_) | Field::Tag(_) if kind == SearchKind::LoggedModels => PLAIN_STRING_OPS,
+        // Logged-model and registry params and tags have no IS NULL in MLflow.
+        Field::Param(_) | Field::Tag(_)
+            if matches!(
+                kind,
+                SearchKind::LoggedModels | SearchKind::RegisteredModels | SearchKind::ModelVersions
+            ) =>
+        {
+            PLAIN_STRING_OPS
+        }
         Field::Param(_) | Field::Tag(_) => NULLABLE_STRING_OPS,
         Field::Attr(a) if a.is_numeric() => NUMERIC_OPS,
         Field::Attr(_) | Field::Dataset(_) => STRING_ATTR_OPS,
@@ -2193,6 +2230,52 @@ mod tests {
     }
 
     // ---- logged models ----
+
+    #[test]
+    fn registry_filters() {
+        use SearchKind::{ModelVersions as Mv, RegisteredModels as Rm};
+        assert_eq!(
+            parse(Rm, "name LIKE 'a%'"),
+            Some(c(Field::Attr(Attribute::Name), Op::Like, s("a%")))
+        );
+        assert_eq!(
+            parse(Rm, "tags.`mlflow.prompt.is_prompt` != 'true'"),
+            Some(c(tag("mlflow.prompt.is_prompt"), Op::Ne, s("true")))
+        );
+        assert_err(Rm, "run_id = 'x'", &["invalid attribute key 'run_id'"]);
+        assert_err(Rm, "tags.a IS NULL", &["invalid comparator 'IS NULL'"]);
+        assert_err(Rm, "metrics.a > 1", &["not supported in filters"]);
+        assert_eq!(
+            parse(Mv, "version_number >= 2"),
+            Some(c(
+                Field::Attr(Attribute::VersionNumber),
+                Op::Ge,
+                Value::Number(2.0)
+            ))
+        );
+        assert_eq!(
+            parse(Mv, "run_id IN ('a', 'b')"),
+            Some(c(Field::Attr(Attribute::RunId), Op::In, list(&["a", "b"])))
+        );
+        assert_eq!(
+            parse(Mv, "source_path = 's3://x'"),
+            Some(c(Field::Attr(Attribute::SourcePath), Op::Eq, s("s3://x")))
+        );
+        assert_err(Mv, "version_number = 'x'", &["numeric value"]);
+        assert_eq!(
+            order(Mv, "version_number DESC"),
+            Some(OrderBy {
+                field: Field::Attr(Attribute::VersionNumber),
+                ascending: false
+            })
+        );
+        assert_eq!(
+            order(Rm, "timestamp DESC").map(|o| o.field),
+            Some(Field::Attr(Attribute::LastUpdateTime))
+        );
+        assert!(order(Rm, "version_number").is_none());
+        assert!(order(Rm, "tags.a").is_none());
+    }
 
     #[test]
     fn logged_model_filters() {

@@ -4,7 +4,10 @@
 
 mod experiments;
 mod logged_models;
+mod registry;
 mod runs;
+
+pub use registry::*;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

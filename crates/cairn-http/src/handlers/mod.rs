@@ -4,6 +4,7 @@ pub(crate) mod artifacts;
 pub(crate) mod experiments;
 pub(crate) mod logged_models;
 pub(crate) mod meta;
+pub(crate) mod registry;
 pub(crate) mod runs;
 
 use cairn_api::requests::{KeyValue, MetricIn};

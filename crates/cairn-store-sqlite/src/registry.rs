@@ -1,0 +1,742 @@
+//! The model registry: registered models, versions, tags and aliases. Writes run on the
+//! single writer, so a version number taken from the model's counter inside the
+//! transaction can never be handed out twice.
+
+use std::collections::HashMap;
+
+use cairn_core::model::Tag;
+use cairn_core::page::{page_from_overfetch, Page};
+use cairn_core::registry::{
+    alias_not_found, latest_per_stage, model_exists, model_not_found, version_not_found, Alias,
+    ModelVersion, NewModelVersion, NewRegisteredModel, RegisteredModel, RegistrySearch,
+    StageTransition, IS_PROMPT_TAG_KEY,
+};
+use cairn_core::CoreResult;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+
+use crate::sql::{json_list, push_filter, push_order_by, push_order_joins, Target};
+use crate::{db_err, parse_col, SqliteStore};
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// model_pk, name, created, updated, description
+type ModelRow = (i64, String, i64, i64, Option<String>);
+
+const MODEL_COLUMNS: &str =
+    "rm.model_pk, rm.name, rm.creation_timestamp, rm.last_updated_timestamp, rm.description";
+
+/// mv_pk, model_pk, name, version, created, updated, description, user, stage, source,
+/// run_id, run_link, status, status_message, storage_location, model_id
+type VersionRow = (
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const VERSION_COLUMNS: &str = "mv.mv_pk, mv.model_pk, rm.name, mv.version, \
+    mv.creation_timestamp, mv.last_updated_timestamp, mv.description, mv.user_id, \
+    mv.current_stage, mv.source, mv.run_id, mv.run_link, mv.status, mv.status_message, \
+    mv.storage_location, mv.model_id";
+
+const VERSIONS_FROM: &str =
+    "FROM model_versions mv JOIN registered_models rm ON rm.model_pk = mv.model_pk";
+
+/// The logged-model tag where MLflow lists the registered versions made from a model.
+const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
+
+/// Adds `{"name", "version"}` to the JSON list of a `mlflow.modelVersions` tag (a value
+/// that is not such a list is replaced, as nothing else could have written it).
+fn with_model_version(existing: Option<&str>, name: &str, version: i64) -> String {
+    let entry = serde_json::json!({ "name": name, "version": version });
+    let mut list = existing
+        .and_then(|v| serde_json::from_str::<Vec<serde_json::Value>>(v).ok())
+        .unwrap_or_default();
+    if !list.contains(&entry) {
+        list.push(entry);
+    }
+    serde_json::Value::Array(list).to_string()
+}
+
+/// Records a new version on the logged model it was made from, in the same transaction.
+async fn record_on_logged_model(
+    tx: &mut Tx,
+    model_id: &str,
+    name: &str,
+    version: i64,
+) -> CoreResult<()> {
+    let live: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM logged_models WHERE model_id = ?")
+        .bind(model_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    if live.is_none() {
+        return Ok(());
+    }
+    let existing: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM logged_model_tags WHERE model_id = ? AND key = ?")
+            .bind(model_id)
+            .bind(MODEL_VERSIONS_TAG)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    let value = with_model_version(existing.as_ref().map(|e| e.0.as_str()), name, version);
+    sqlx::query(
+        "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?) \
+         ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(model_id)
+    .bind(MODEL_VERSIONS_TAG)
+    .bind(&value)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn model_pk(tx: &mut Tx, name: &str) -> CoreResult<i64> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT model_pk FROM registered_models WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    row.map(|r| r.0).ok_or_else(|| model_not_found(name))
+}
+
+/// (model_pk, mv_pk) of a version.
+async fn version_pk(tx: &mut Tx, name: &str, version: i64) -> CoreResult<(i64, i64)> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT rm.model_pk, mv.mv_pk FROM registered_models rm \
+         JOIN model_versions mv ON mv.model_pk = rm.model_pk WHERE rm.name = ? AND mv.version = ?",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    row.ok_or_else(|| version_not_found(name, version))
+}
+
+async fn upsert_tags(
+    tx: &mut Tx,
+    table: &str,
+    owner: &str,
+    pk: i64,
+    tags: &[Tag],
+) -> CoreResult<()> {
+    for t in tags {
+        sqlx::query(&format!(
+            "INSERT INTO {table} ({owner}, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT ({owner}, key) DO UPDATE SET value = excluded.value"
+        ))
+        .bind(pk)
+        .bind(&t.key)
+        .bind(&t.value)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+async fn touch_model(tx: &mut Tx, model_pk: i64, now: i64) -> CoreResult<()> {
+    sqlx::query("UPDATE registered_models SET last_updated_timestamp = ? WHERE model_pk = ?")
+        .bind(now)
+        .bind(model_pk)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Adds tags and aliases to version rows, keeping their order.
+async fn hydrate_versions(
+    pool: &SqlitePool,
+    rows: Vec<VersionRow>,
+) -> CoreResult<Vec<ModelVersion>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pks: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let list = json_list(&pks);
+    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
+    let tag_rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT mv_pk, key, value FROM model_version_tags \
+         WHERE mv_pk IN (SELECT value FROM json_each(?)) ORDER BY key",
+    )
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, key, value) in tag_rows {
+        tags.entry(pk).or_default().push(Tag { key, value });
+    }
+    let mut aliases: HashMap<i64, Vec<String>> = HashMap::new();
+    let alias_rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT mv_pk, alias FROM registered_model_aliases \
+         WHERE mv_pk IN (SELECT value FROM json_each(?)) ORDER BY alias",
+    )
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, alias) in alias_rows {
+        aliases.entry(pk).or_default().push(alias);
+    }
+    rows.into_iter()
+        .map(|r| {
+            Ok(ModelVersion {
+                tags: tags.remove(&r.0).unwrap_or_default(),
+                aliases: aliases.remove(&r.0).unwrap_or_default(),
+                name: r.2,
+                version: r.3,
+                creation_timestamp: r.4,
+                last_updated_timestamp: r.5,
+                description: r.6,
+                user_id: r.7,
+                current_stage: parse_col(&r.8)?,
+                source: r.9,
+                run_id: r.10,
+                run_link: r.11,
+                status: r.12,
+                status_message: r.13,
+                storage_location: r.14,
+                model_id: r.15,
+            })
+        })
+        .collect()
+}
+
+/// Adds tags, aliases and latest versions to model rows, keeping their order.
+async fn hydrate_models(
+    pool: &SqlitePool,
+    rows: Vec<ModelRow>,
+) -> CoreResult<Vec<RegisteredModel>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pks: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let list = json_list(&pks);
+    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
+    let tag_rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT model_pk, key, value FROM registered_model_tags \
+         WHERE model_pk IN (SELECT value FROM json_each(?)) ORDER BY key",
+    )
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, key, value) in tag_rows {
+        tags.entry(pk).or_default().push(Tag { key, value });
+    }
+    let mut aliases: HashMap<i64, Vec<Alias>> = HashMap::new();
+    let alias_rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT a.model_pk, a.alias, mv.version FROM registered_model_aliases a \
+         JOIN model_versions mv ON mv.mv_pk = a.mv_pk \
+         WHERE a.model_pk IN (SELECT value FROM json_each(?)) ORDER BY a.alias",
+    )
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for (pk, alias, version) in alias_rows {
+        aliases
+            .entry(pk)
+            .or_default()
+            .push(Alias { alias, version });
+    }
+    // The highest version per (model, stage).
+    let latest_rows: Vec<VersionRow> = sqlx::query_as(&format!(
+        "SELECT {VERSION_COLUMNS} {VERSIONS_FROM} \
+         WHERE mv.model_pk IN (SELECT value FROM json_each(?)) AND mv.version = \
+         (SELECT MAX(m2.version) FROM model_versions m2 \
+          WHERE m2.model_pk = mv.model_pk AND m2.current_stage = mv.current_stage)"
+    ))
+    .bind(&list)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    let owners: Vec<i64> = latest_rows.iter().map(|r| r.1).collect();
+    let mut latest: HashMap<i64, Vec<ModelVersion>> = HashMap::new();
+    for (owner, mv) in owners
+        .into_iter()
+        .zip(hydrate_versions(pool, latest_rows).await?)
+    {
+        latest.entry(owner).or_default().push(mv);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| RegisteredModel {
+            tags: tags.remove(&r.0).unwrap_or_default(),
+            aliases: aliases.remove(&r.0).unwrap_or_default(),
+            latest_versions: latest_per_stage(latest.remove(&r.0).unwrap_or_default()),
+            name: r.1,
+            creation_timestamp: r.2,
+            last_updated_timestamp: r.3,
+            description: r.4,
+        })
+        .collect())
+}
+
+pub(crate) async fn get_model(pool: &SqlitePool, name: &str) -> CoreResult<RegisteredModel> {
+    let row: Option<ModelRow> = sqlx::query_as(&format!(
+        "SELECT {MODEL_COLUMNS} FROM registered_models rm WHERE rm.name = ?"
+    ))
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    let row = row.ok_or_else(|| model_not_found(name))?;
+    hydrate_models(pool, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(|| model_not_found(name))
+}
+
+pub(crate) async fn create_model(
+    store: &SqliteStore,
+    new: NewRegisteredModel,
+) -> CoreResult<RegisteredModel> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let inserted: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO registered_models (name, creation_timestamp, last_updated_timestamp, description) \
+         VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING model_pk",
+    )
+    .bind(&new.name)
+    .bind(new.now)
+    .bind(new.now)
+    .bind(&new.description)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let (pk,) = inserted.ok_or_else(|| model_exists(&new.name))?;
+    upsert_tags(&mut tx, "registered_model_tags", "model_pk", pk, &new.tags).await?;
+    tx.commit().await.map_err(db_err)?;
+    get_model(&store.writer, &new.name).await
+}
+
+pub(crate) async fn update_model(
+    store: &SqliteStore,
+    name: &str,
+    description: Option<String>,
+    now: i64,
+) -> CoreResult<RegisteredModel> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let pk = model_pk(&mut tx, name).await?;
+    sqlx::query(
+        "UPDATE registered_models SET description = ?, last_updated_timestamp = ? WHERE model_pk = ?",
+    )
+    .bind(&description)
+    .bind(now)
+    .bind(pk)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    get_model(&store.writer, name).await
+}
+
+pub(crate) async fn rename_model(
+    store: &SqliteStore,
+    name: &str,
+    new_name: &str,
+    now: i64,
+) -> CoreResult<RegisteredModel> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let pk = model_pk(&mut tx, name).await?;
+    let taken: Option<(i64,)> =
+        sqlx::query_as("SELECT model_pk FROM registered_models WHERE name = ? AND model_pk != ?")
+            .bind(new_name)
+            .bind(pk)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    if taken.is_some() {
+        return Err(model_exists(new_name));
+    }
+    sqlx::query(
+        "UPDATE registered_models SET name = ?, last_updated_timestamp = ? WHERE model_pk = ?",
+    )
+    .bind(new_name)
+    .bind(now)
+    .bind(pk)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    // Versions, tags and aliases hang off model_pk; MLflow also touches every version.
+    sqlx::query("UPDATE model_versions SET last_updated_timestamp = ? WHERE model_pk = ?")
+        .bind(now)
+        .bind(pk)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    get_model(&store.writer, new_name).await
+}
+
+pub(crate) async fn delete_model(store: &SqliteStore, name: &str) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    // Versions, tags and aliases go with it (ON DELETE CASCADE).
+    let done = sqlx::query("DELETE FROM registered_models WHERE name = ?")
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(model_not_found(name));
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+/// `AND NOT EXISTS (...)` leaving out prompts; `owner` is the model key column.
+fn push_exclude_prompts(qb: &mut QueryBuilder<'static, Sqlite>, versions: bool) {
+    if versions {
+        // As MLflow: a version is a prompt if any version of its model is tagged one.
+        qb.push(
+            " AND NOT EXISTS (SELECT 1 FROM model_version_tags p \
+             JOIN model_versions pv ON pv.mv_pk = p.mv_pk \
+             WHERE pv.model_pk = mv.model_pk AND p.key = ",
+        );
+    } else {
+        qb.push(
+            " AND NOT EXISTS (SELECT 1 FROM registered_model_tags p \
+             WHERE p.model_pk = rm.model_pk AND p.key = ",
+        );
+    }
+    qb.push_bind(IS_PROMPT_TAG_KEY);
+    qb.push(" AND p.value = 'true')");
+}
+
+pub(crate) async fn search_models(
+    pool: &SqlitePool,
+    q: &RegistrySearch,
+) -> CoreResult<Page<RegisteredModel>> {
+    let mut qb: QueryBuilder<'static, Sqlite> =
+        QueryBuilder::new(format!("SELECT {MODEL_COLUMNS} FROM registered_models rm"));
+    let keys = push_order_joins(&mut qb, Target::RegisteredModels, &q.order_by)?;
+    qb.push(" WHERE 1 = 1");
+    if let Some(f) = &q.filter {
+        qb.push(" AND ");
+        push_filter(&mut qb, Target::RegisteredModels, f)?;
+    }
+    if q.exclude_prompts {
+        push_exclude_prompts(&mut qb, false);
+    }
+    push_order_by(&mut qb, &keys, "rm.name ASC");
+    qb.push(" LIMIT ");
+    qb.push_bind((q.max_results + 1) as i64);
+    qb.push(" OFFSET ");
+    qb.push_bind(q.offset as i64);
+    let rows: Vec<ModelRow> = qb.build_query_as().fetch_all(pool).await.map_err(db_err)?;
+    let page = page_from_overfetch(rows, q.offset, q.max_results);
+    Ok(Page {
+        items: hydrate_models(pool, page.items).await?,
+        next_page_token: page.next_page_token,
+    })
+}
+
+pub(crate) async fn set_model_tag(store: &SqliteStore, name: &str, tag: &Tag) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let pk = model_pk(&mut tx, name).await?;
+    upsert_tags(
+        &mut tx,
+        "registered_model_tags",
+        "model_pk",
+        pk,
+        std::slice::from_ref(tag),
+    )
+    .await?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn delete_model_tag(store: &SqliteStore, name: &str, key: &str) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let pk = model_pk(&mut tx, name).await?;
+    sqlx::query("DELETE FROM registered_model_tags WHERE model_pk = ? AND key = ?")
+        .bind(pk)
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+async fn get_version_by_pk(pool: &SqlitePool, mv_pk: i64) -> CoreResult<Option<ModelVersion>> {
+    let row: Option<VersionRow> = sqlx::query_as(&format!(
+        "SELECT {VERSION_COLUMNS} {VERSIONS_FROM} WHERE mv.mv_pk = ?"
+    ))
+    .bind(mv_pk)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(hydrate_versions(pool, row.into_iter().collect())
+        .await?
+        .pop())
+}
+
+pub(crate) async fn get_version(
+    pool: &SqlitePool,
+    name: &str,
+    version: i64,
+) -> CoreResult<ModelVersion> {
+    let row: Option<VersionRow> = sqlx::query_as(&format!(
+        "SELECT {VERSION_COLUMNS} {VERSIONS_FROM} WHERE rm.name = ? AND mv.version = ?"
+    ))
+    .bind(name)
+    .bind(version)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    let row = row.ok_or_else(|| version_not_found(name, version))?;
+    hydrate_versions(pool, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(|| version_not_found(name, version))
+}
+
+pub(crate) async fn create_version(
+    store: &SqliteStore,
+    new: NewModelVersion,
+) -> CoreResult<ModelVersion> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    // The counter lives on the model row: bumping it is the allocation.
+    let bumped: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE registered_models SET last_version = last_version + 1, last_updated_timestamp = ? \
+         WHERE name = ? RETURNING model_pk, last_version",
+    )
+    .bind(new.now)
+    .bind(&new.name)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let (pk, version) = bumped.ok_or_else(|| model_not_found(&new.name))?;
+    let (mv_pk,): (i64,) = sqlx::query_as(
+        "INSERT INTO model_versions (model_pk, version, creation_timestamp, last_updated_timestamp, \
+         description, current_stage, source, run_id, run_link, status, storage_location, model_id) \
+         VALUES (?, ?, ?, ?, ?, 'None', ?, ?, ?, 'READY', ?, ?) RETURNING mv_pk",
+    )
+    .bind(pk)
+    .bind(version)
+    .bind(new.now)
+    .bind(new.now)
+    .bind(&new.description)
+    .bind(&new.source)
+    .bind(&new.run_id)
+    .bind(&new.run_link)
+    .bind(&new.storage_location)
+    .bind(&new.model_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    upsert_tags(&mut tx, "model_version_tags", "mv_pk", mv_pk, &new.tags).await?;
+    if let Some(model_id) = &new.model_id {
+        record_on_logged_model(&mut tx, model_id, &new.name, version).await?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    get_version(&store.writer, &new.name, version).await
+}
+
+pub(crate) async fn update_version(
+    store: &SqliteStore,
+    name: &str,
+    version: i64,
+    description: Option<String>,
+    now: i64,
+) -> CoreResult<ModelVersion> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let (_, mv_pk) = version_pk(&mut tx, name, version).await?;
+    sqlx::query(
+        "UPDATE model_versions SET description = ?, last_updated_timestamp = ? WHERE mv_pk = ?",
+    )
+    .bind(&description)
+    .bind(now)
+    .bind(mv_pk)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    get_version(&store.writer, name, version).await
+}
+
+pub(crate) async fn transition(
+    store: &SqliteStore,
+    t: &StageTransition,
+) -> CoreResult<ModelVersion> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let (pk, mv_pk) = version_pk(&mut tx, &t.name, t.version).await?;
+    if t.archive_existing_versions {
+        sqlx::query(
+            "UPDATE model_versions SET current_stage = 'Archived', last_updated_timestamp = ? \
+             WHERE model_pk = ? AND mv_pk != ? AND current_stage = ?",
+        )
+        .bind(t.now)
+        .bind(pk)
+        .bind(mv_pk)
+        .bind(t.stage.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    sqlx::query(
+        "UPDATE model_versions SET current_stage = ?, last_updated_timestamp = ? WHERE mv_pk = ?",
+    )
+    .bind(t.stage.as_str())
+    .bind(t.now)
+    .bind(mv_pk)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    touch_model(&mut tx, pk, t.now).await?;
+    tx.commit().await.map_err(db_err)?;
+    get_version(&store.writer, &t.name, t.version).await
+}
+
+pub(crate) async fn delete_version(
+    store: &SqliteStore,
+    name: &str,
+    version: i64,
+    now: i64,
+) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let (pk, mv_pk) = version_pk(&mut tx, name, version).await?;
+    // Tags and the aliases pointing here go with it; the counter keeps the number used.
+    sqlx::query("DELETE FROM model_versions WHERE mv_pk = ?")
+        .bind(mv_pk)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    touch_model(&mut tx, pk, now).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn search_versions(
+    pool: &SqlitePool,
+    q: &RegistrySearch,
+) -> CoreResult<Page<ModelVersion>> {
+    let mut qb: QueryBuilder<'static, Sqlite> =
+        QueryBuilder::new(format!("SELECT {VERSION_COLUMNS} {VERSIONS_FROM}"));
+    let keys = push_order_joins(&mut qb, Target::ModelVersions, &q.order_by)?;
+    qb.push(" WHERE 1 = 1");
+    if let Some(f) = &q.filter {
+        qb.push(" AND ");
+        push_filter(&mut qb, Target::ModelVersions, f)?;
+    }
+    if q.exclude_prompts {
+        push_exclude_prompts(&mut qb, true);
+    }
+    push_order_by(&mut qb, &keys, "rm.name ASC, mv.version DESC");
+    qb.push(" LIMIT ");
+    qb.push_bind((q.max_results + 1) as i64);
+    qb.push(" OFFSET ");
+    qb.push_bind(q.offset as i64);
+    let rows: Vec<VersionRow> = qb.build_query_as().fetch_all(pool).await.map_err(db_err)?;
+    let page = page_from_overfetch(rows, q.offset, q.max_results);
+    Ok(Page {
+        items: hydrate_versions(pool, page.items).await?,
+        next_page_token: page.next_page_token,
+    })
+}
+
+pub(crate) async fn set_version_tag(
+    store: &SqliteStore,
+    name: &str,
+    version: i64,
+    tag: &Tag,
+) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let (_, mv_pk) = version_pk(&mut tx, name, version).await?;
+    upsert_tags(
+        &mut tx,
+        "model_version_tags",
+        "mv_pk",
+        mv_pk,
+        std::slice::from_ref(tag),
+    )
+    .await?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn delete_version_tag(
+    store: &SqliteStore,
+    name: &str,
+    version: i64,
+    key: &str,
+) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let (_, mv_pk) = version_pk(&mut tx, name, version).await?;
+    sqlx::query("DELETE FROM model_version_tags WHERE mv_pk = ? AND key = ?")
+        .bind(mv_pk)
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn set_alias(
+    store: &SqliteStore,
+    name: &str,
+    alias: &str,
+    version: i64,
+) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let (pk, mv_pk) = version_pk(&mut tx, name, version).await?;
+    sqlx::query(
+        "INSERT INTO registered_model_aliases (model_pk, alias, mv_pk) VALUES (?, ?, ?) \
+         ON CONFLICT (model_pk, alias) DO UPDATE SET mv_pk = excluded.mv_pk",
+    )
+    .bind(pk)
+    .bind(alias)
+    .bind(mv_pk)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn delete_alias(store: &SqliteStore, name: &str, alias: &str) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
+    let pk = model_pk(&mut tx, name).await?;
+    sqlx::query("DELETE FROM registered_model_aliases WHERE model_pk = ? AND alias = ?")
+        .bind(pk)
+        .bind(alias)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn get_by_alias(
+    pool: &SqlitePool,
+    name: &str,
+    alias: &str,
+) -> CoreResult<ModelVersion> {
+    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT rm.model_pk, a.mv_pk FROM registered_models rm \
+         LEFT JOIN registered_model_aliases a ON a.model_pk = rm.model_pk AND a.alias = ? \
+         WHERE rm.name = ?",
+    )
+    .bind(alias)
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    let (_, mv_pk) = row.ok_or_else(|| model_not_found(name))?;
+    let mv_pk = mv_pk.ok_or_else(|| alias_not_found(alias))?;
+    get_version_by_pk(pool, mv_pk)
+        .await?
+        .ok_or_else(|| alias_not_found(alias))
+}
