@@ -483,3 +483,16 @@ pub struct GetRunArtifact {
     /// File, relative to the run's artifact root.
     pub path: Option<String>,
 }
+
+/// `GET /model-versions/get-artifact?name=&version=&path=`: one file of a model version.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GetModelVersionArtifact {
+    /// Registered model name.
+    pub name: Option<String>,
+    /// Version.
+    #[serde(deserialize_with = "opt_id")]
+    pub version: Option<String>,
+    /// File, relative to the version's artifact root.
+    pub path: Option<String>,
+}

@@ -184,7 +184,11 @@ pub fn router(state: AppState) -> Router {
     let mut app: Router<AppState> = Router::new()
         .route("/health", get(meta::health))
         .route("/version", get(meta::version))
-        .route("/get-artifact", get(artifacts::get_run_artifact));
+        .route("/get-artifact", get(artifacts::get_run_artifact))
+        .route(
+            "/model-versions/get-artifact",
+            get(artifacts::get_model_version_artifact),
+        );
     for prefix in API_PREFIXES {
         for (path, handler) in mlflow_routes().into_iter().chain(registry_routes()) {
             app = app.route(&format!("{prefix}{path}"), handler);

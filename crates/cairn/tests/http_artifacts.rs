@@ -526,3 +526,57 @@ async fn file_and_directory_clashes_are_client_errors() {
     );
     assert_eq!(files_under(&artifact_root(&app)), before, "nothing changed");
 }
+
+#[tokio::test]
+async fn model_version_artifacts_are_downloaded_through_the_registry() {
+    let app = spawn_app().await;
+    let run_id = app.create_run().await;
+    let root = format!("0/{run_id}/artifacts");
+    put(
+        &app,
+        &format!("{root}/model/MLmodel"),
+        b"flavors: {}".to_vec(),
+    )
+    .await;
+    put(
+        &app,
+        &format!("{root}/secret.txt"),
+        b"not the model".to_vec(),
+    )
+    .await;
+    app.post_ok("registered-models/create", json!({"name": "churn"}))
+        .await;
+    app.post_ok(
+        "model-versions/create",
+        json!({"name": "churn", "run_id": run_id,
+               "source": format!("mlflow-artifacts:/{root}/model")}),
+    )
+    .await;
+
+    let (status, headers, body) = get_bytes(
+        &app,
+        "/model-versions/get-artifact?name=churn&version=1&path=MLmodel",
+    )
+    .await;
+    assert_eq!((status, body.as_slice()), (200, b"flavors: {}".as_slice()));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    // Out of the version's directory, into the run's other files: refused.
+    for path in ["../secret.txt", "%2e%2e/secret.txt", "/etc/passwd"] {
+        let r = app
+            .get_path(&format!(
+                "/model-versions/get-artifact?name=churn&version=1&path={path}"
+            ))
+            .await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+    }
+    let r = app
+        .get_path("/model-versions/get-artifact?name=nope&version=1&path=MLmodel")
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.body["error_code"], "RESOURCE_DOES_NOT_EXIST");
+    let r = app
+        .get_path("/model-versions/get-artifact?name=churn&version=1")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}

@@ -11,12 +11,14 @@ use axum::http::{header, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use cairn_api::requests::{GetRunArtifact, ListArtifacts, ListProxiedArtifacts};
+use cairn_api::requests::{
+    GetModelVersionArtifact, GetRunArtifact, ListArtifacts, ListProxiedArtifacts,
+};
 use cairn_api::ErrorCode;
 use cairn_artifacts::{content_type, proxied_path, ArtifactPath, Entry};
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{required_str, ApiError, ApiResult};
 use crate::extract::Mlflow;
 use crate::AppState;
 
@@ -160,6 +162,34 @@ pub(crate) async fn get_run_artifact(
     if sub.is_root() {
         return Err(ApiError::missing("path"));
     }
+    file_response(&s, &root.join(&sub)).await
+}
+
+/// `GET /model-versions/get-artifact?name=&version=&path=`: one file of a registered model
+/// version (the UI's download link), found through the version's download URI.
+pub(crate) async fn get_model_version_artifact(
+    State(s): State<AppState>,
+    Mlflow(req): Mlflow<GetModelVersionArtifact>,
+) -> ApiResult<Response> {
+    let name = required_str(req.name, "name")?;
+    let version = required_str(req.version, "version")?;
+    let sub = query_path(req.path.as_deref())?;
+    if sub.is_root() {
+        return Err(ApiError::missing("path"));
+    }
+    let uri = s
+        .registry()
+        .get_model_version_download_uri(&name, &version)
+        .await?;
+    let root = match proxied_path(&uri) {
+        Some(root) => root?,
+        None => {
+            return Err(ApiError::invalid(format!(
+                "The artifacts of model '{name}' version {version} are at '{uri}', which this \
+                 server does not serve; only mlflow-artifacts: locations are proxied"
+            )))
+        }
+    };
     file_response(&s, &root.join(&sub)).await
 }
 
