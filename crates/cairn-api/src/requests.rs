@@ -496,3 +496,39 @@ pub struct GetModelVersionArtifact {
     /// File, relative to the version's artifact root.
     pub path: Option<String>,
 }
+
+/// `mlflow-artifacts/mpu/create/<dir>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CreateMultipartUpload {
+    /// The client's local file; its name is the artifact's.
+    pub path: Option<String>,
+    /// Number of parts.
+    #[serde(deserialize_with = "opt_i64")]
+    pub num_parts: Option<i64>,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MultipartUploadPart {
+    /// Part number, from 1.
+    #[serde(deserialize_with = "opt_i64")]
+    pub part_number: Option<i64>,
+    /// The ETag the store answered the part's upload with.
+    pub etag: Option<String>,
+    /// The URL the part went to.
+    pub url: Option<String>,
+}
+
+/// `mlflow-artifacts/mpu/complete/<dir>` and `.../abort/<dir>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct FinishMultipartUpload {
+    /// The client's local file; its name is the artifact's.
+    pub path: Option<String>,
+    /// The store's upload id.
+    pub upload_id: Option<String>,
+    /// The uploaded parts (complete only).
+    pub parts: Vec<MultipartUploadPart>,
+}

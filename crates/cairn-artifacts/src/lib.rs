@@ -20,7 +20,7 @@ use cairn_core::CoreError;
 use futures_util::Stream;
 
 pub use path::{ArtifactPath, PathError};
-pub use repo::{ArtifactRepo, Download, Entry, StorageKind, Stored};
+pub use repo::{ArtifactRepo, Download, Entry, MultipartPlan, StorageKind, Stored};
 
 /// Errors of artifact operations.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,9 @@ pub enum ArtifactError {
     /// The destination URI or directory is unusable (start-up only).
     #[error("{0}")]
     Config(String),
+    /// The storage backend cannot do this (presigned transfers off S3).
+    #[error("Multipart upload is not supported for the current artifact repository")]
+    Unsupported,
     /// The digest index in the tracking database failed.
     #[error(transparent)]
     Index(#[from] CoreError),
@@ -56,12 +59,23 @@ impl From<PathError> for ArtifactError {
 pub struct ArtifactService {
     repo: ArtifactRepo,
     index: Arc<dyn TrackingStore>,
+    presigned: bool,
 }
 
 impl ArtifactService {
     /// Artifacts in `repo`, digests recorded through `index`.
     pub fn new(repo: ArtifactRepo, index: Arc<dyn TrackingStore>) -> Self {
-        Self { repo, index }
+        Self {
+            repo,
+            index,
+            presigned: false,
+        }
+    }
+
+    /// Offers presigned multipart transfers when the store can do them.
+    pub fn with_presigned(mut self, enabled: bool) -> Self {
+        self.presigned = enabled;
+        self
     }
 
     /// The repository.
@@ -125,6 +139,120 @@ impl ArtifactService {
         self.index.forget_artifacts(path.as_str()).await?;
         Ok(deleted)
     }
+}
+
+/// How long presigned URLs stay valid.
+const PRESIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// S3's limit on parts per upload.
+const MAX_PARTS: i64 = 10_000;
+
+impl ArtifactService {
+    /// Whether presigned multipart uploads and downloads are offered: enabled by the
+    /// operator and possible on the store (see [`ArtifactRepo::supports_presigned`]).
+    pub fn supports_presigned(&self) -> bool {
+        self.presigned && self.repo.supports_presigned()
+    }
+
+    fn require_presigned(&self) -> Result<(), ArtifactError> {
+        if self.supports_presigned() {
+            Ok(())
+        } else {
+            Err(ArtifactError::Unsupported)
+        }
+    }
+
+    /// Starts a presigned multipart upload of the client's `local_file` (only its file
+    /// name is used, as MLflow does) into the directory `dir`.
+    pub async fn create_multipart(
+        &self,
+        dir: &ArtifactPath,
+        local_file: &str,
+        num_parts: i64,
+    ) -> Result<(ArtifactPath, MultipartPlan), ArtifactError> {
+        self.require_presigned()?;
+        if !(1..=MAX_PARTS).contains(&num_parts) {
+            return Err(ArtifactError::InvalidPath(format!(
+                "num_parts must be between 1 and {MAX_PARTS}, got {num_parts}"
+            )));
+        }
+        let path = multipart_target(dir, local_file)?;
+        let plan = self
+            .repo
+            .create_multipart(&path, num_parts as u32, PRESIGNED_URL_TTL)
+            .await?;
+        Ok((path, plan))
+    }
+
+    /// Completes a multipart upload, then reads the object back once to record its
+    /// SHA-256: the bytes went straight to the store, never through this server.
+    pub async fn complete_multipart(
+        &self,
+        dir: &ArtifactPath,
+        local_file: &str,
+        upload_id: &str,
+        mut parts: Vec<(i64, String)>,
+    ) -> Result<ArtifactFile, ArtifactError> {
+        self.require_presigned()?;
+        let path = multipart_target(dir, local_file)?;
+        parts.sort_by_key(|(n, _)| *n);
+        let numbered = parts
+            .iter()
+            .enumerate()
+            .all(|(i, (n, _))| *n == i as i64 + 1);
+        if parts.is_empty() || !numbered {
+            return Err(ArtifactError::InvalidPath(
+                "parts must be numbered 1..N without gaps".into(),
+            ));
+        }
+        let etags = parts.into_iter().map(|(_, etag)| etag).collect();
+        self.repo
+            .complete_multipart(&path, upload_id, etags)
+            .await?;
+        let stored = self.repo.digest(&path).await?;
+        let file = ArtifactFile {
+            path: path.to_string(),
+            size: i64::try_from(stored.size).unwrap_or(i64::MAX),
+            sha256: stored.sha256,
+            uploaded_at: now_ms(),
+        };
+        self.index.record_artifact(&file).await?;
+        Ok(file)
+    }
+
+    /// Abandons a multipart upload.
+    pub async fn abort_multipart(
+        &self,
+        dir: &ArtifactPath,
+        local_file: &str,
+        upload_id: &str,
+    ) -> Result<(), ArtifactError> {
+        self.require_presigned()?;
+        let path = multipart_target(dir, local_file)?;
+        self.repo.abort_multipart(&path, upload_id).await
+    }
+
+    /// A presigned URL to download `path` directly from the store, with its size.
+    pub async fn presigned_download(
+        &self,
+        path: &ArtifactPath,
+    ) -> Result<(String, u64), ArtifactError> {
+        self.require_presigned()?;
+        self.repo.presigned_get(path, PRESIGNED_URL_TTL).await
+    }
+}
+
+/// `dir/<file name of local_file>`; the client sends its own local path, of which only the
+/// last component (after `/` or `\\`) names the artifact.
+fn multipart_target(dir: &ArtifactPath, local_file: &str) -> Result<ArtifactPath, ArtifactError> {
+    let name = local_file
+        .rsplit(['/', '\\'])
+        .next()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ArtifactError::InvalidPath(format!("Invalid path '{local_file}': no file name"))
+        })?;
+    let file = ArtifactPath::parse_decoded(name)?;
+    Ok(dir.join(&file))
 }
 
 /// The store path behind a proxied artifact URI (`mlflow-artifacts:/1/abc/artifacts`,

@@ -7,14 +7,17 @@
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
+use object_store::signer::{SignedUrlOptions, Signer};
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, ObjectStoreScheme};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -82,6 +85,24 @@ pub struct ArtifactRepo {
     local_root: Option<PathBuf>,
     /// The destination as configured, without credentials (they come from env vars).
     display: String,
+    /// For S3: the bucket client itself (with the destination's prefix), for presigned
+    /// multipart uploads and downloads, which `PrefixStore` does not pass through.
+    direct: Option<DirectS3>,
+}
+
+#[derive(Debug, Clone)]
+struct DirectS3 {
+    s3: Arc<object_store::aws::AmazonS3>,
+    prefix: Path,
+}
+
+/// A presigned multipart upload: where each part goes.
+#[derive(Debug, Clone)]
+pub struct MultipartPlan {
+    /// The store's upload id.
+    pub upload_id: String,
+    /// `(part number from 1, presigned PUT URL)`.
+    pub parts: Vec<(u32, String)>,
 }
 
 impl ArtifactRepo {
@@ -100,6 +121,7 @@ impl ArtifactRepo {
             ArtifactError::Config(format!("artifact destination {destination}: {e}"))
         };
         let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad(&e))?;
+        let mut direct = None;
         let (store, kind): (Arc<dyn ObjectStore>, StorageKind) = match scheme {
             ObjectStoreScheme::Local => {
                 let path = url
@@ -113,7 +135,12 @@ impl ArtifactRepo {
                     .with_url(url.as_str())
                     .build()
                     .map_err(|e| bad(&e))?;
-                (Arc::new(s3), StorageKind::S3)
+                let s3 = Arc::new(s3);
+                direct = Some(DirectS3 {
+                    s3: s3.clone(),
+                    prefix: prefix.clone(),
+                });
+                (s3, StorageKind::S3)
             }
             ObjectStoreScheme::GoogleCloudStorage => {
                 install_crypto_provider();
@@ -143,6 +170,7 @@ impl ArtifactRepo {
             kind,
             local_root: None,
             display: redact_url(&url),
+            direct,
         })
     }
 
@@ -161,6 +189,7 @@ impl ArtifactRepo {
             kind: StorageKind::Local,
             display: root.display().to_string(),
             local_root: Some(root),
+            direct: None,
         })
     }
 
@@ -237,6 +266,128 @@ impl ArtifactRepo {
             .await
             .map_err(|e| ArtifactError::Storage(format!("hashing failed: {e}")))?;
         Ok(Stored { size, sha256 })
+    }
+
+    /// Reads the file at `path` once and returns its size and SHA-256 (for bytes that
+    /// reached the store without passing through [`ArtifactRepo::put`]).
+    pub async fn digest(&self, path: &ArtifactPath) -> Result<Stored, ArtifactError> {
+        let mut body = self.get(path).await?.body;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(storage)?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+        }
+        Ok(Stored {
+            size,
+            sha256: hex(&hasher.finalize()),
+        })
+    }
+
+    /// Whether clients may upload parts and download ranges directly from the store with
+    /// presigned URLs (S3 only: its presigned `UploadPart` is what MLflow's client speaks).
+    pub fn supports_presigned(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    fn direct(&self, path: &ArtifactPath) -> Result<(&DirectS3, Path), ArtifactError> {
+        let direct = self.direct.as_ref().ok_or(ArtifactError::Unsupported)?;
+        let full = if direct.prefix.as_ref().is_empty() {
+            path.as_str().to_string()
+        } else {
+            format!("{}/{}", direct.prefix.as_ref(), path)
+        };
+        let location = Path::parse(full)
+            .map_err(|e| ArtifactError::InvalidPath(format!("Invalid path '{path}': {e}")))?;
+        Ok((direct, location))
+    }
+
+    /// Starts a multipart upload to `path` and presigns one `UploadPart` URL per part.
+    pub async fn create_multipart(
+        &self,
+        path: &ArtifactPath,
+        num_parts: u32,
+        expires_in: Duration,
+    ) -> Result<MultipartPlan, ArtifactError> {
+        let (direct, location) = self.direct(path)?;
+        let upload_id = direct
+            .s3
+            .create_multipart(&location)
+            .await
+            .map_err(storage)?;
+        let mut parts = Vec::with_capacity(num_parts as usize);
+        for part in 1..=num_parts {
+            let options = SignedUrlOptions::new().with_query([
+                ("partNumber", part.to_string()),
+                ("uploadId", upload_id.clone()),
+            ]);
+            let url = direct
+                .s3
+                .signed_url_opts(http::Method::PUT, &location, expires_in, &options)
+                .await
+                .map_err(storage)?;
+            parts.push((part, url.to_string()));
+        }
+        Ok(MultipartPlan { upload_id, parts })
+    }
+
+    /// Completes a multipart upload from the parts' ETags, in part order.
+    pub async fn complete_multipart(
+        &self,
+        path: &ArtifactPath,
+        upload_id: &str,
+        etags: Vec<String>,
+    ) -> Result<(), ArtifactError> {
+        let (direct, location) = self.direct(path)?;
+        let parts = etags
+            .into_iter()
+            .map(|content_id| PartId { content_id })
+            .collect();
+        direct
+            .s3
+            .complete_multipart(&location, &upload_id.to_string(), parts)
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => ArtifactError::InvalidPath(format!(
+                    "No multipart upload {upload_id} at '{path}'"
+                )),
+                other => storage(other),
+            })?;
+        Ok(())
+    }
+
+    /// Abandons a multipart upload.
+    pub async fn abort_multipart(
+        &self,
+        path: &ArtifactPath,
+        upload_id: &str,
+    ) -> Result<(), ArtifactError> {
+        let (direct, location) = self.direct(path)?;
+        direct
+            .s3
+            .abort_multipart(&location, &upload_id.to_string())
+            .await
+            .map_err(storage)
+    }
+
+    /// A presigned GET URL for the file at `path`, with its size.
+    pub async fn presigned_get(
+        &self,
+        path: &ArtifactPath,
+        expires_in: Duration,
+    ) -> Result<(String, u64), ArtifactError> {
+        let (direct, location) = self.direct(path)?;
+        let meta = direct.s3.head(&location).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => ArtifactError::NotFound(path.to_string()),
+            other => storage(other),
+        })?;
+        let url = direct
+            .s3
+            .signed_url(http::Method::GET, &location, expires_in)
+            .await
+            .map_err(storage)?;
+        Ok((url.to_string(), meta.size))
     }
 
     /// Opens the file at `path` for streaming.

@@ -61,6 +61,7 @@ impl From<ArtifactError> for ApiError {
             ArtifactError::NotFound(_) => Self::new(ErrorCode::ResourceDoesNotExist, e.to_string()),
             ArtifactError::Body(_) => Self::new(ErrorCode::BadRequest, e.to_string()),
             ArtifactError::Index(core) => core.into(),
+            ArtifactError::Unsupported => Self::new(ErrorCode::NotImplemented, e.to_string()),
             ArtifactError::Storage(_) | ArtifactError::Config(_) => {
                 tracing::error!(error = %e, "artifact storage error");
                 Self::new(

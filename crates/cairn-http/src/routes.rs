@@ -106,16 +106,10 @@ fn artifact_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .get(artifacts::download)
                 .delete(artifacts::delete),
         ),
-        (
-            "/mpu/create/{*path}",
-            post(artifacts::multipart_unsupported),
-        ),
-        (
-            "/mpu/complete/{*path}",
-            post(artifacts::multipart_unsupported),
-        ),
-        ("/mpu/abort/{*path}", post(artifacts::multipart_unsupported)),
-        ("/presigned/{*path}", get(artifacts::presigned_unsupported)),
+        ("/mpu/create/{*path}", post(artifacts::mpu_create)),
+        ("/mpu/complete/{*path}", post(artifacts::mpu_complete)),
+        ("/mpu/abort/{*path}", post(artifacts::mpu_abort)),
+        ("/presigned/{*path}", get(artifacts::presigned)),
     ]
 }
 

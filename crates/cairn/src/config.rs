@@ -48,6 +48,11 @@ pub struct ServerArgs {
     /// Where proxied artifacts are stored [default: <data-dir>/artifacts].
     #[arg(long, env = "CAIRN_ARTIFACTS_DESTINATION")]
     pub artifacts_destination: Option<String>,
+    /// Let clients move large artifacts straight to and from the object store with
+    /// presigned URLs (MLflow's multipart protocol; S3 destinations only). Off by default:
+    /// every byte then passes through the server, which checks and records its digest.
+    #[arg(long, env = "CAIRN_ARTIFACTS_PRESIGNED")]
+    pub artifacts_presigned: bool,
     /// Accepted for `mlflow server` compatibility; Cairn always proxies artifacts.
     #[arg(long, hide = true)]
     pub serve_artifacts: bool,
@@ -64,6 +69,7 @@ struct FileConfig {
     db_max_connections: Option<u32>,
     default_artifact_root: Option<String>,
     artifacts_destination: Option<String>,
+    artifacts_presigned: Option<bool>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -96,6 +102,8 @@ impl ServerArgs {
                 .unwrap_or(DEFAULT_DB_MAX_CONNECTIONS),
             default_artifact_root: self.default_artifact_root.or(file.default_artifact_root),
             artifacts_destination: self.artifacts_destination.or(file.artifacts_destination),
+            artifacts_presigned: self.artifacts_presigned
+                || file.artifacts_presigned.unwrap_or(false),
         })
     }
 }
@@ -117,6 +125,8 @@ pub struct ServerConfig {
     pub default_artifact_root: Option<String>,
     /// Where proxied artifacts are stored.
     pub artifacts_destination: Option<String>,
+    /// Presigned multipart uploads and downloads (S3 only).
+    pub artifacts_presigned: bool,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -133,6 +143,7 @@ impl fmt::Debug for ServerConfig {
             .field("db_max_connections", &self.db_max_connections)
             .field("default_artifact_root", &self.default_artifact_root)
             .field("artifacts_destination", &self.artifacts_destination)
+            .field("artifacts_presigned", &self.artifacts_presigned)
             .finish()
     }
 }
@@ -182,6 +193,7 @@ impl ServerConfig {
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             default_artifact_root: None,
             artifacts_destination: None,
+            artifacts_presigned: false,
         }
     }
 

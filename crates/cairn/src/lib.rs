@@ -74,7 +74,8 @@ impl Application {
         let repo = ArtifactRepo::open(&config.artifacts_destination())
             .context("opening the artifact store")?;
         tracing::info!(destination = %repo.describe(), "artifact store");
-        let artifacts = ArtifactService::new(repo, store.clone());
+        let artifacts =
+            ArtifactService::new(repo, store.clone()).with_presigned(config.artifacts_presigned);
         let registry = RegistryService::new(registry_store, store.clone());
         let router = cairn_http::router(AppState::new(tracking, registry, artifacts));
         let listener = TcpListener::bind((config.host.as_str(), config.port))

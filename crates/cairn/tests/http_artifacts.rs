@@ -276,11 +276,27 @@ async fn run_artifacts_are_listed_and_downloaded_through_the_tracking_api() {
 #[tokio::test]
 async fn multipart_and_presigned_are_declined_as_mlflow_does() {
     let app = spawn_app().await;
-    for op in ["create", "complete", "abort"] {
+    // Local disk has no presigned uploads: the client is told to fall back to one PUT.
+    let bodies = [
+        (
+            "create",
+            json!({"path": "/home/me/big.bin", "num_parts": 3}),
+        ),
+        (
+            "complete",
+            json!({"path": "/home/me/big.bin", "upload_id": "u1",
+                            "parts": [{"part_number": 1, "etag": "e1"}]}),
+        ),
+        (
+            "abort",
+            json!({"path": "/home/me/big.bin", "upload_id": "u1"}),
+        ),
+    ];
+    for (op, body) in bodies {
         let r = app
             .post_path(
-                &format!("/api/2.0/mlflow-artifacts/mpu/{op}/1/r/artifacts/big.bin"),
-                &json!({"path": "big.bin", "num_parts": 3}),
+                &format!("/api/2.0/mlflow-artifacts/mpu/{op}/1/r/artifacts"),
+                &body,
             )
             .await;
         assert_eq!(r.status, 501, "{op}");
@@ -290,6 +306,18 @@ async fn multipart_and_presigned_are_declined_as_mlflow_does() {
                    "message": "Multipart upload is not supported for the current artifact repository"})
         );
     }
+    // Malformed requests are 400s before that.
+    let r = app
+        .post_path(
+            "/api/2.0/mlflow-artifacts/mpu/complete/1/r/artifacts",
+            &json!({"path": "big.bin"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "Missing value for required parameter 'upload_id'."
+    );
     let r = app
         .get_path("/api/2.0/mlflow-artifacts/presigned/1/r/artifacts/big.bin")
         .await;

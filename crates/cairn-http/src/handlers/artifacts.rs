@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use cairn_api::requests::{
-    GetModelVersionArtifact, GetRunArtifact, ListArtifacts, ListProxiedArtifacts,
+    CreateMultipartUpload, FinishMultipartUpload, GetModelVersionArtifact, GetRunArtifact,
+    ListArtifacts, ListProxiedArtifacts,
 };
-use cairn_api::ErrorCode;
 use cairn_artifacts::{content_type, proxied_path, ArtifactPath, Entry};
 use serde_json::{json, Value};
 
@@ -27,10 +27,6 @@ pub(crate) const ARTIFACT_PREFIXES: [&str; 2] = [
     "/api/2.0/mlflow-artifacts",
     "/ajax-api/2.0/mlflow-artifacts",
 ];
-
-/// The message the client recognises as "fall back to a single upload".
-const MULTIPART_UNSUPPORTED: &str =
-    "Multipart upload is not supported for the current artifact repository";
 
 /// The artifact path of a proxied-API request: the raw URI path after
 /// `/mlflow-artifacts/<section>/`.
@@ -99,18 +95,78 @@ pub(crate) async fn list(
     Ok(Json(json!({ "files": files })))
 }
 
-/// `POST .../mpu/{create,complete,abort}/<path>`: not offered (server-info says so); the
-/// client falls back to one streamed PUT, which goes to cloud stores as multipart anyway.
-pub(crate) async fn multipart_unsupported() -> ApiError {
-    ApiError::new(ErrorCode::NotImplemented, MULTIPART_UNSUPPORTED)
+/// `POST .../mpu/create/<dir>`: starts a presigned multipart upload (S3 with
+/// `--artifacts-presigned`; otherwise 501 with the message that makes the client fall back
+/// to one streamed PUT).
+pub(crate) async fn mpu_create(
+    State(s): State<AppState>,
+    uri: Uri,
+    Mlflow(req): Mlflow<CreateMultipartUpload>,
+) -> ApiResult<Json<Value>> {
+    let dir = path_after(&uri, "mpu/create")?;
+    let local_file = required_str(req.path, "path")?;
+    let (_, plan) = s
+        .artifacts()
+        .create_multipart(&dir, &local_file, req.num_parts.unwrap_or(1))
+        .await?;
+    let credentials: Vec<Value> = plan
+        .parts
+        .iter()
+        .map(|(n, url)| json!({ "part_number": n, "url": url, "headers": {} }))
+        .collect();
+    Ok(Json(
+        json!({ "upload_id": plan.upload_id, "credentials": credentials }),
+    ))
 }
 
-/// `GET .../presigned/<path>`: downloads always go through the server.
-pub(crate) async fn presigned_unsupported() -> ApiError {
-    ApiError::new(
-        ErrorCode::NotImplemented,
-        "Presigned downloads are not supported by this server; download through the proxy",
-    )
+/// `POST .../mpu/complete/<dir>`: assembles the parts and records the file's digest.
+pub(crate) async fn mpu_complete(
+    State(s): State<AppState>,
+    uri: Uri,
+    Mlflow(req): Mlflow<FinishMultipartUpload>,
+) -> ApiResult<Json<Value>> {
+    let dir = path_after(&uri, "mpu/complete")?;
+    let local_file = required_str(req.path, "path")?;
+    let upload_id = required_str(req.upload_id, "upload_id")?;
+    let parts = req
+        .parts
+        .into_iter()
+        .map(|p| {
+            Ok((
+                p.part_number
+                    .ok_or_else(|| ApiError::missing("part_number"))?,
+                required_str(p.etag, "etag")?,
+            ))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    s.artifacts()
+        .complete_multipart(&dir, &local_file, &upload_id, parts)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST .../mpu/abort/<dir>`.
+pub(crate) async fn mpu_abort(
+    State(s): State<AppState>,
+    uri: Uri,
+    Mlflow(req): Mlflow<FinishMultipartUpload>,
+) -> ApiResult<Json<Value>> {
+    let dir = path_after(&uri, "mpu/abort")?;
+    let local_file = required_str(req.path, "path")?;
+    let upload_id = required_str(req.upload_id, "upload_id")?;
+    s.artifacts()
+        .abort_multipart(&dir, &local_file, &upload_id)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET .../presigned/<path>`: a URL to download the file straight from the store.
+pub(crate) async fn presigned(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
+    let path = path_after(&uri, "presigned")?;
+    let (url, size) = s.artifacts().presigned_download(&path).await?;
+    Ok(Json(
+        json!({ "url": url, "headers": {}, "file_size": size }),
+    ))
 }
 
 /// The store path of a run's artifact root, which must be a proxied URI: runs whose

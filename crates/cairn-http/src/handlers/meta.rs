@@ -22,16 +22,17 @@ pub(crate) async fn version() -> &'static str {
     MLFLOW_COMPAT_VERSION
 }
 
-/// What the client asks before choosing upload strategies. Artifacts are proxied with
-/// streamed single-request uploads and downloads: no multipart or presigned capability is
-/// claimed, so the client never tries them.
-pub(crate) async fn server_info() -> Json<Value> {
+/// What the client asks before choosing upload strategies. Presigned multipart transfers
+/// are claimed only when they work (S3 with `--artifacts-presigned`); otherwise the client
+/// streams everything through the server.
+pub(crate) async fn server_info(State(s): State<AppState>) -> Json<Value> {
+    let presigned = s.artifacts().supports_presigned();
     Json(json!({
         "store_type": "SqlStore",
         "workspaces_enabled": false,
         "trace_archival_enabled": false,
-        "multipart_uploads_enabled": false,
-        "multipart_downloads_enabled": false,
+        "multipart_uploads_enabled": presigned,
+        "multipart_downloads_enabled": presigned,
         "presigned_upload_run_id_supported": false,
         "presigned_upload_model_id_supported": false,
         "features_enabled": { "gateway": false },
