@@ -225,6 +225,10 @@ async fn model_version_endpoints() {
     for i in 2..=3 {
         let v = create_version(&app, "m", &format!("s3://bucket/m/{i}")).await;
         assert_eq!(v["version"], i.to_string());
+        // Absent strings come back as MLflow's proto defaults.
+        for field in ["run_id", "run_link", "description"] {
+            assert_eq!(v[field], "", "{field}");
+        }
     }
 
     let got = app
@@ -512,7 +516,7 @@ async fn versions_from_other_registered_versions() {
             "models:/src@best",
             "models:/src/2",
             "s3://bucket/src/2",
-            None,
+            Some(""),
         ),
         (
             "models:/src/Staging",
@@ -524,7 +528,7 @@ async fn versions_from_other_registered_versions() {
             "models:/src/latest",
             "models:/src/2",
             "s3://bucket/src/2",
-            None,
+            Some(""),
         ),
     ];
     for (i, (given, recorded, uri, run)) in cases.into_iter().enumerate() {

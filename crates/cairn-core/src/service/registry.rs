@@ -491,9 +491,10 @@ impl RegistryService {
                 name: req.name,
                 source: resolved.source.unwrap_or(req.source),
                 storage_location: resolved.storage_location,
-                run_id: resolved.run_id,
-                run_link: req.run_link.filter(|s| !s.is_empty()),
-                description: req.description,
+                // MLflow stores the proto defaults ("") for absent strings and sends them.
+                run_id: Some(resolved.run_id.unwrap_or_default()),
+                run_link: Some(req.run_link.unwrap_or_default()),
+                description: Some(req.description.unwrap_or_default()),
                 model_id: resolved.model_id,
                 tags: dedup_tags(&req.tags),
                 now: now_millis(),
