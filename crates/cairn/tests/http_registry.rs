@@ -759,6 +759,19 @@ async fn registry_error_bodies() {
         invalid,
         "'key' exceeds the maximum length of 250 characters",
     );
+    let got = app
+        .post(
+            "model-versions/create",
+            json!({"name": "m", "source": "s3://x",
+                   "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}),
+        )
+        .await;
+    assert_error(
+        &got,
+        400,
+        invalid,
+        "Invalid prompt source: 's3://x'. Prompt sources must use an MLflow placeholder.",
+    );
     // Wrong methods are refused, not routed.
     let got = send(
         &app,

@@ -136,6 +136,17 @@ pub fn validate_alias_not_reserved(alias: &str) -> CoreResult<()> {
     Ok(())
 }
 
+/// The sources MLflow's clients give prompt versions (unused: the template is a tag).
+pub const PROMPT_SOURCE_PLACEHOLDERS: [&str; 2] = ["dummy-source", "prompt-template"];
+
+/// Whether a version's tags make it a prompt version (the last value of the tag wins).
+fn is_prompt_request(tags: &[Tag]) -> bool {
+    tags.iter()
+        .rev()
+        .find(|t| t.key == IS_PROMPT_TAG_KEY)
+        .is_some_and(|t| t.value.eq_ignore_ascii_case("true"))
+}
+
 /// Validates a registered-model or model-version tag.
 pub fn validate_registry_tag(tag: &Tag) -> CoreResult<()> {
     v::validate_key("key", &tag.key)?;
@@ -483,9 +494,19 @@ impl RegistryService {
         }
         let run_id = req.run_id.filter(|s| !s.is_empty());
         let model_id = req.model_id.filter(|s| !s.is_empty());
-        let resolved = self
-            .resolve_source(&req.source, run_id, model_id.as_deref())
-            .await?;
+        let resolved = if is_prompt_request(&req.tags) {
+            // Prompt versions carry their template in tags; the source is a placeholder.
+            if !PROMPT_SOURCE_PLACEHOLDERS.contains(&req.source.as_str()) {
+                return Err(CoreError::invalid(format!(
+                    "Invalid prompt source: '{}'. Prompt sources must use an MLflow placeholder.",
+                    req.source
+                )));
+            }
+            ResolvedSource::plain(run_id, model_id.as_deref())
+        } else {
+            self.resolve_source(&req.source, run_id, model_id.as_deref())
+                .await?
+        };
         self.store
             .create_model_version(NewModelVersion {
                 name: req.name,
