@@ -913,6 +913,14 @@ async fn concurrent_version_creation_across_postgres_replicas() {
         .await
         .unwrap();
     assert_eq!(created.status(), 200);
+    // PostgreSQL cannot store NUL: bad input, answered 400 rather than a storage error.
+    let nul = client
+        .post(format!("{a}/model-versions/create"))
+        .json(&json!({"name": "shared", "source": "s3://x", "description": "a\u{0}b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nul.status(), 400);
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let client = client.clone();
