@@ -269,6 +269,22 @@ def test_copy_model_version(client, experiment_id):
     assert client.get_model_version_download_uri(dst, copied.version) == source
 
 
+def test_prompts_live_in_the_registry(client):
+    # Prompts are registered models and versions tagged as prompts: model searches leave
+    # them out, prompt searches find them.
+    name = unique_name("prompt").replace("-", "_")
+    first = mlflow.genai.register_prompt(name=name, template="Hello {{name}}!")
+    second = mlflow.genai.register_prompt(name=name, template="Hi {{name}}!")
+    assert (first.version, second.version) == (1, 2)
+    loaded = mlflow.genai.load_prompt(f"prompts:/{name}/1")
+    assert loaded.template == "Hello {{name}}!"
+    assert mlflow.genai.load_prompt(f"prompts:/{name}/2").format(name="x") == "Hi x!"
+    models = client.search_registered_models(filter_string=f"name = '{name}'")
+    assert [m.name for m in models] == []
+    found = mlflow.genai.search_prompts(filter_string=f"name = '{name}'")
+    assert [p.name for p in found] == [name]
+
+
 def _register_logged_model(client, experiment_id):
     run_id = client.create_run(experiment_id).info.run_id
     model = client.create_logged_model(experiment_id, name="clf", source_run_id=run_id)

@@ -1,4 +1,5 @@
-//! The conformance suite every [`TrackingStore`] backend runs.
+//! The conformance suite every [`TrackingStore`] (and [`RegistryStore`]) backend runs.
+//! A backend store implements both traits; registry scenarios get it through both.
 //!
 //! Like `object_store`'s `integration.rs`: each scenario is a `pub async fn` written once
 //! against the trait, and a backend's test file turns all of them into tests with one

@@ -225,6 +225,10 @@ async fn model_version_endpoints() {
     for i in 2..=3 {
         let v = create_version(&app, "m", &format!("s3://bucket/m/{i}")).await;
         assert_eq!(v["version"], i.to_string());
+        // Absent strings come back as MLflow's proto defaults.
+        for field in ["run_id", "run_link", "description"] {
+            assert_eq!(v[field], "", "{field}");
+        }
     }
 
     let got = app
@@ -512,7 +516,7 @@ async fn versions_from_other_registered_versions() {
             "models:/src@best",
             "models:/src/2",
             "s3://bucket/src/2",
-            None,
+            Some(""),
         ),
         (
             "models:/src/Staging",
@@ -524,7 +528,7 @@ async fn versions_from_other_registered_versions() {
             "models:/src/latest",
             "models:/src/2",
             "s3://bucket/src/2",
-            None,
+            Some(""),
         ),
     ];
     for (i, (given, recorded, uri, run)) in cases.into_iter().enumerate() {
@@ -755,6 +759,19 @@ async fn registry_error_bodies() {
         invalid,
         "'key' exceeds the maximum length of 250 characters",
     );
+    let got = app
+        .post(
+            "model-versions/create",
+            json!({"name": "m", "source": "s3://x",
+                   "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}),
+        )
+        .await;
+    assert_error(
+        &got,
+        400,
+        invalid,
+        "Invalid prompt source: 's3://x'. Prompt sources must use an MLflow placeholder.",
+    );
     // Wrong methods are refused, not routed.
     let got = send(
         &app,
@@ -896,6 +913,14 @@ async fn concurrent_version_creation_across_postgres_replicas() {
         .await
         .unwrap();
     assert_eq!(created.status(), 200);
+    // PostgreSQL cannot store NUL: bad input, answered 400 rather than a storage error.
+    let nul = client
+        .post(format!("{a}/model-versions/create"))
+        .json(&json!({"name": "shared", "source": "s3://x", "description": "a\u{0}b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nul.status(), 400);
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let client = client.clone();

@@ -73,11 +73,29 @@ pub struct RegistryService {
     tracking: Arc<dyn TrackingStore>,
 }
 
+/// Refuses NUL characters: PostgreSQL cannot store them in text, and no MLflow client
+/// sends them, so they are bad input rather than a storage failure.
+pub fn reject_nul(path: &str, value: &str) -> CoreResult<()> {
+    if value.contains('\0') {
+        return Err(v::invalid_value(
+            path,
+            value,
+            Some("NUL characters are not allowed."),
+        ));
+    }
+    Ok(())
+}
+
+fn reject_nul_opt(path: &str, value: &Option<String>) -> CoreResult<()> {
+    value.as_deref().map_or(Ok(()), |v| reject_nul(path, v))
+}
+
 /// Validates a registered-model name (`path` is `name` or `new_name`).
 pub fn validate_model_name(path: &str, name: &str) -> CoreResult<()> {
     if name.trim().is_empty() {
         return Err(v::missing_value(path));
     }
+    reject_nul(path, name)?;
     if name.contains('/') || name.contains(':') {
         return Err(CoreError::invalid(format!(
             "Invalid model name '{name}'. Names cannot contain '/' or ':'."
@@ -136,9 +154,21 @@ pub fn validate_alias_not_reserved(alias: &str) -> CoreResult<()> {
     Ok(())
 }
 
+/// The sources MLflow's clients give prompt versions (unused: the template is a tag).
+pub const PROMPT_SOURCE_PLACEHOLDERS: [&str; 2] = ["dummy-source", "prompt-template"];
+
+/// Whether a version's tags make it a prompt version (the last value of the tag wins).
+fn is_prompt_request(tags: &[Tag]) -> bool {
+    tags.iter()
+        .rev()
+        .find(|t| t.key == IS_PROMPT_TAG_KEY)
+        .is_some_and(|t| t.value.eq_ignore_ascii_case("true"))
+}
+
 /// Validates a registered-model or model-version tag.
 pub fn validate_registry_tag(tag: &Tag) -> CoreResult<()> {
     v::validate_key("key", &tag.key)?;
+    reject_nul("value", &tag.value)?;
     v::check_length("key", MAX_REGISTRY_TAG_KEY_LENGTH, &tag.key)?;
     v::check_length("value", MAX_REGISTRY_TAG_VALUE_LENGTH, &tag.value)
 }
@@ -373,6 +403,7 @@ impl RegistryService {
         tags: Vec<Tag>,
     ) -> CoreResult<RegisteredModel> {
         validate_model_name("name", &name)?;
+        reject_nul_opt("description", &description)?;
         tags.iter().try_for_each(validate_registry_tag)?;
         self.store
             .create_registered_model(NewRegisteredModel {
@@ -397,6 +428,7 @@ impl RegistryService {
         description: Option<String>,
     ) -> CoreResult<RegisteredModel> {
         validate_model_name("name", name)?;
+        reject_nul_opt("description", &description)?;
         self.store
             .update_registered_model(name, description, now_millis())
             .await
@@ -481,19 +513,35 @@ impl RegistryService {
         if req.source.is_empty() {
             return Err(v::missing_value("source"));
         }
+        reject_nul("source", &req.source)?;
+        reject_nul_opt("run_id", &req.run_id)?;
+        reject_nul_opt("run_link", &req.run_link)?;
+        reject_nul_opt("description", &req.description)?;
+        reject_nul_opt("model_id", &req.model_id)?;
         let run_id = req.run_id.filter(|s| !s.is_empty());
         let model_id = req.model_id.filter(|s| !s.is_empty());
-        let resolved = self
-            .resolve_source(&req.source, run_id, model_id.as_deref())
-            .await?;
+        let resolved = if is_prompt_request(&req.tags) {
+            // Prompt versions carry their template in tags; the source is a placeholder.
+            if !PROMPT_SOURCE_PLACEHOLDERS.contains(&req.source.as_str()) {
+                return Err(CoreError::invalid(format!(
+                    "Invalid prompt source: '{}'. Prompt sources must use an MLflow placeholder.",
+                    req.source
+                )));
+            }
+            ResolvedSource::plain(run_id, model_id.as_deref())
+        } else {
+            self.resolve_source(&req.source, run_id, model_id.as_deref())
+                .await?
+        };
         self.store
             .create_model_version(NewModelVersion {
                 name: req.name,
                 source: resolved.source.unwrap_or(req.source),
                 storage_location: resolved.storage_location,
-                run_id: resolved.run_id,
-                run_link: req.run_link.filter(|s| !s.is_empty()),
-                description: req.description,
+                // MLflow stores the proto defaults ("") for absent strings and sends them.
+                run_id: Some(resolved.run_id.unwrap_or_default()),
+                run_link: Some(req.run_link.unwrap_or_default()),
+                description: Some(req.description.unwrap_or_default()),
                 model_id: resolved.model_id,
                 tags: dedup_tags(&req.tags),
                 now: now_millis(),
@@ -664,6 +712,7 @@ impl RegistryService {
     ) -> CoreResult<ModelVersion> {
         validate_model_name("name", name)?;
         let version = parse_version(version)?;
+        reject_nul_opt("description", &description)?;
         self.store
             .update_model_version(name, version, description, now_millis())
             .await
@@ -761,6 +810,7 @@ impl RegistryService {
         req: RegistrySearchRequest,
         max_results: u64,
     ) -> CoreResult<RegistrySearch> {
+        reject_nul_opt("filter", &req.filter)?;
         let filter = parse_filter(kind, req.filter.as_deref().unwrap_or(""))?;
         if let Some(f) = &filter {
             check_integral_versions(f)?;
@@ -899,6 +949,12 @@ mod tests {
         assert!(validate_model_name("name", " ").is_err());
         assert!(validate_model_name("name", "a/b").is_err());
         assert!(validate_model_name("name", "..").is_err());
+        assert!(validate_model_name("name", "a\0b").is_err());
+        assert!(validate_registry_tag(&Tag {
+            key: "k".into(),
+            value: "a\0".into()
+        })
+        .is_err());
         assert_eq!(parse_version(" 3 ").ok(), Some(3));
         assert!(parse_version("x").is_err());
     }
