@@ -190,6 +190,13 @@ pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
                     d.message()
                 ));
             }
+            // PostgreSQL text cannot hold NUL (22021) or unconvertible characters (22P05):
+            // the client's input is at fault, not the server.
+            if let Some("22021" | "22P05") = d.code().as_deref() {
+                return CoreError::InvalidParameter(
+                    "Invalid value: text values may not contain NUL (\\u0000) characters".into(),
+                );
+            }
         }
         sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             return CoreError::Unavailable("the database is unreachable; retry the request".into())

@@ -921,6 +921,16 @@ async fn concurrent_version_creation_across_postgres_replicas() {
         .await
         .unwrap();
     assert_eq!(nul.status(), 400);
+    // The same for tracking input, which reaches PostgreSQL unchecked.
+    let nul = client
+        .post(format!("{a}/experiments/create"))
+        .json(&json!({"name": "bad\u{0}name"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nul.status(), 400);
+    let body: Value = nul.json().await.unwrap();
+    assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE", "{body}");
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let client = client.clone();
