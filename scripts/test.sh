@@ -4,7 +4,7 @@
 # once on SQLite and once on PostgreSQL.
 # Installs what it needs (a venv with the pinned mlflow) on first use. The PostgreSQL
 # session stores artifacts on a local S3-compatible server (moto, on loopback), so the same
-# artifact tests run against local disk and S3.
+# artifact tests run against local disk and S3 (there with presigned multipart transfers).
 #
 # PostgreSQL is required, never skipped: CAIRN_TEST_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres) is an admin URL; the Rust PostgreSQL tests
@@ -172,4 +172,5 @@ pg_admin -c "CREATE DATABASE \"$CONFORMANCE_DB\""
 CAIRN_BIN="$ROOT/target/debug/cairn" \
     CONFORMANCE_BACKEND_STORE_URI="$(pg_url_for_db "$CONFORMANCE_DB")" \
     CONFORMANCE_ARTIFACTS_DESTINATION="s3://cairn-artifacts/conformance" \
+    CONFORMANCE_ARTIFACTS_PRESIGNED=1 \
     "$VENV/bin/python" -m pytest tests/conformance -q -p no:cacheprovider

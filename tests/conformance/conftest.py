@@ -171,7 +171,7 @@ def _server_command(kind: str, tmp: Path, port: int) -> list[str]:
             backend_store_uri() or f"sqlite:///{tmp}/cairn.db",
             "--artifacts-destination",
             artifacts_destination() or str(tmp / "artifacts"),
-        ]
+        ] + (["--artifacts-presigned"] if os.environ.get("CONFORMANCE_ARTIFACTS_PRESIGNED") else [])
     raise pytest.UsageError(f"unknown CONFORMANCE_TARGET={kind!r} (expected mlflow or cairn)")
 
 

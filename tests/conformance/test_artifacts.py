@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import filecmp
 import hashlib
+import os
 from pathlib import Path
 
 import mlflow
@@ -203,15 +204,68 @@ def test_download_of_missing_artifact_is_404(base_url, run):
     assert resp.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
-def test_server_info_does_not_offer_multipart(base_url):
+def test_large_files_use_presigned_multipart_exactly_when_offered(
+    client, run, base_url, tmp_path, monkeypatch
+):
+    """With presigned transfers on (S3 and --artifacts-presigned, the PostgreSQL session of
+    scripts/test.sh) the client uploads parts and downloads ranges straight from the store;
+    otherwise server-info says so, mpu/create answers 501 and the bytes are proxied."""
+    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
     info = requests.get(f"{base_url}/api/3.0/mlflow/server-info", timeout=60).json()
-    assert info.get("multipart_uploads_enabled") is False
-    resp = requests.post(
-        f"{base_url}/api/2.0/mlflow-artifacts/mpu/create/0/x/artifacts/big.bin",
-        json={"path": "big.bin", "num_parts": 2},
-        timeout=60,
-    )
-    assert resp.status_code == 501
-    assert resp.json()["message"].startswith(
-        "Multipart upload is not supported for the current artifact repository"
-    )
+    offered = info.get("multipart_uploads_enabled")
+    assert info.get("multipart_downloads_enabled") == offered
+    chunk = 5 * 1024 * 1024  # S3's smallest part
+    for var in (
+        "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE",
+        "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE",
+        "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE",
+        "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE",
+    ):
+        monkeypatch.setenv(var, str(chunk))
+    calls = {"create": 0, "presigned": 0}
+    real_create = MlflowArtifactsRepository.create_multipart_upload
+    real_presigned = MlflowArtifactsRepository._get_presigned_download_url
+
+    def counting_create(self, *a, **kw):
+        calls["create"] += 1
+        return real_create(self, *a, **kw)
+
+    def counting_presigned(self, *a, **kw):
+        calls["presigned"] += 1
+        return real_presigned(self, *a, **kw)
+
+    monkeypatch.setattr(MlflowArtifactsRepository, "create_multipart_upload", counting_create)
+    monkeypatch.setattr(MlflowArtifactsRepository, "_get_presigned_download_url", counting_presigned)
+
+    data = _payload(2 * chunk + 12345, seed=11)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    client.log_artifact(run.info.run_id, str(src), artifact_path="weights")
+    out = tmp_path / "out"
+    out.mkdir()
+    local = client.download_artifacts(run.info.run_id, "weights/big.bin", str(out))
+    assert Path(local).read_bytes() == data
+    # Either way the server knows the file's digest.
+    proxied = requests.get(f"{base_url}{ARTIFACTS}/{_store_path(run)}/weights/big.bin", timeout=60)
+    assert proxied.content == data
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    if target_is_cairn():
+        assert proxied.headers["Repr-Digest"] == f"sha-256=:{digest}:"
+    if offered:
+        assert calls == {"create": 1, "presigned": 1}, calls
+    else:
+        assert calls == {"create": 0, "presigned": 0}, calls
+        resp = requests.post(
+            f"{base_url}/api/2.0/mlflow-artifacts/mpu/create/{_store_path(run)}",
+            json={"path": str(src), "num_parts": 3},
+            timeout=60,
+        )
+        assert resp.status_code == 501
+        assert resp.json()["message"].startswith(
+            "Multipart upload is not supported for the current artifact repository"
+        )
+
+
+def target_is_cairn() -> bool:
+    return os.environ.get("CONFORMANCE_TARGET", "cairn").strip().lower() == "cairn"
