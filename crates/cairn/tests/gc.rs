@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use cairn::gc::{self, GcOptions};
 use cairn::ServerConfig;
 use cairn_core::store::GcQuery;
-use common::{spawn_app, TestApp};
+use common::{files_under, spawn_app, TestApp};
 use serde_json::json;
 
 struct World {
@@ -98,27 +98,6 @@ async fn build_world(app: &TestApp) -> World {
         live_model,
         dead_model,
     }
-}
-
-/// Every file under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.push(p.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 fn artifacts_dir(app: &TestApp) -> PathBuf {
