@@ -587,3 +587,71 @@ async fn model_version_artifacts_are_downloaded_through_the_registry() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+#[tokio::test]
+async fn model_version_sources_outside_the_store_are_refused() {
+    let app = spawn_app().await;
+    let run_id = app.create_run().await;
+    app.post_ok("registered-models/create", json!({"name": "m"}))
+        .await;
+    let root = format!("mlflow-artifacts:/0/{run_id}/artifacts");
+    let before = files_under(app._dir.path());
+    // (class, source, with the run id)
+    let cases = [
+        ("file URI", "file:///etc/passwd".to_string(), false),
+        (
+            "file URI with a run",
+            "file:///etc/passwd".to_string(),
+            true,
+        ),
+        ("absolute local path", "/etc/passwd".to_string(), true),
+        ("relative local path", "../../etc/passwd".to_string(), true),
+        (
+            "dot-dot inside the run",
+            format!("{root}/../../../etc"),
+            true,
+        ),
+        (
+            "encoded dot-dot inside the run",
+            format!("{root}/%2e%2e/%2e%2e/x"),
+            true,
+        ),
+        (
+            "double-encoded dot-dot",
+            format!("{root}/%252e%252e/x"),
+            true,
+        ),
+        (
+            "another run's artifacts",
+            "mlflow-artifacts:/0/0123456789abcdef0123456789abcdef/artifacts/model".to_string(),
+            true,
+        ),
+        (
+            "runs URI escaping the run",
+            format!("runs:/{run_id}/../../x"),
+            false,
+        ),
+        (
+            "object store URI with dot-dot",
+            "s3://bucket/a/../../b".to_string(),
+            false,
+        ),
+    ];
+    for (class, source, with_run) in cases {
+        let mut body = json!({"name": "m", "source": source});
+        if with_run {
+            body["run_id"] = json!(run_id);
+        }
+        let (status, reply) = app.post("model-versions/create", body).await;
+        assert_eq!(status, 400, "{class}: {source} -> {reply}");
+        assert_eq!(
+            reply["error_code"], "INVALID_PARAMETER_VALUE",
+            "{class}: {reply}"
+        );
+    }
+    let versions = app
+        .get_ok("model-versions/search", &[("filter", "name = 'm'")])
+        .await;
+    assert_eq!(versions, json!({}), "no version was created");
+    assert_eq!(files_under(app._dir.path()), before, "no file was touched");
+}
