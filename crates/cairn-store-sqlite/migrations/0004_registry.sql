@@ -56,3 +56,10 @@ CREATE TABLE registered_model_aliases (
     PRIMARY KEY (model_pk, alias)
 ) WITHOUT ROWID;
 CREATE INDEX registered_model_aliases_by_version ON registered_model_aliases (mv_pk);
+
+-- Prompts (tagged mlflow.prompt.is_prompt = 'true'), which searches exclude: found without
+-- scanning the tag tables.
+CREATE INDEX registered_model_tags_prompts ON registered_model_tags (model_pk)
+    WHERE key = 'mlflow.prompt.is_prompt' AND value = 'true';
+CREATE INDEX model_version_tags_prompts ON model_version_tags (mv_pk)
+    WHERE key = 'mlflow.prompt.is_prompt' AND value = 'true';
