@@ -206,6 +206,13 @@ def server_url():
     tmp = Path(tempfile.mkdtemp(prefix=f"conformance-{kind}-"))
     port = _free_port()
     cmd = _server_command(kind, tmp, port)
+    if kind == "cairn":
+        # What `cairn gc` needs to reach the same store and artifacts as the server.
+        _STORE_ARGS[:] = [cmd[0]] + [
+            arg
+            for flag in ("--backend-store-uri", "--artifacts-destination")
+            for arg in (flag, cmd[cmd.index(flag) + 1])
+        ]
     log_path = tmp / "server.log"
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -247,6 +254,17 @@ def server_url():
         _stop(proc)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_STORE_ARGS: list[str] = []
+
+
+@pytest.fixture
+def gc_command(server_url):
+    """``cairn gc`` with the store and artifact flags of the Cairn server under test."""
+    if not _STORE_ARGS:
+        pytest.skip("needs a Cairn server started by this suite (not CONFORMANCE_URL or MLflow)")
+    return [_STORE_ARGS[0], "gc", *_STORE_ARGS[1:]]
 
 
 @pytest.fixture(scope="session", autouse=True)

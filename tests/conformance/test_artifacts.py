@@ -10,12 +10,14 @@ import base64
 import filecmp
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 
 import mlflow
 import pytest
 import requests
 import yaml
+from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
@@ -269,3 +271,47 @@ def test_large_files_use_presigned_multipart_exactly_when_offered(
 
 def target_is_cairn() -> bool:
     return os.environ.get("CONFORMANCE_TARGET", "cairn").strip().lower() == "cairn"
+
+
+def _gc(cmd: list[str], *args: str) -> str:
+    done = subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CAIRN_LOG": "warn"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.cairn_only
+def test_gc_removes_a_deleted_run_and_its_artifacts(client, experiment_id, base_url, tmp_path, gc_command):
+    keep = client.create_run(experiment_id)
+    drop = client.create_run(experiment_id)
+    src = tmp_path / "weights.bin"
+    src.write_bytes(_payload(100_000))
+    for r in (keep, drop):
+        client.log_artifact(r.info.run_id, str(src), artifact_path="model")
+        client.log_metric(r.info.run_id, "loss", 0.5)
+        client.set_terminated(r.info.run_id)
+    client.delete_run(drop.info.run_id)
+    drop_url = f"{base_url}{ARTIFACTS}/{_store_path(drop)}/model/weights.bin"
+
+    dry = _gc(gc_command, "--dry-run", "--run-ids", drop.info.run_id)
+    assert "Would purge 0 experiments, 1 runs, 0 logged models; 1 artifact files (100000 bytes)" in dry
+    assert client.get_run(drop.info.run_id).info.lifecycle_stage == "deleted"
+    assert requests.get(drop_url, timeout=60).status_code == 200
+
+    done = _gc(gc_command, "--run-ids", drop.info.run_id)
+    assert "Purged 0 experiments, 1 runs, 0 logged models; 1 artifact files (100000 bytes)" in done
+    with pytest.raises(MlflowException) as e:
+        client.get_run(drop.info.run_id)
+    assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert requests.get(drop_url, timeout=60).status_code == 404
+    # The other run is whole.
+    assert client.get_run(keep.info.run_id).data.metrics == {"loss": 0.5}
+    assert [f.path for f in client.list_artifacts(keep.info.run_id, "model")] == ["model/weights.bin"]
+    # A live run is never collected, even when named.
+    again = _gc(gc_command, "--run-ids", keep.info.run_id)
+    assert "Purged 0 experiments, 0 runs" in again
