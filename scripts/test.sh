@@ -4,7 +4,8 @@
 # once on SQLite and once on PostgreSQL.
 # Installs what it needs (a venv with the pinned mlflow) on first use. The PostgreSQL
 # session stores artifacts on a local S3-compatible server (moto, on loopback), so the same
-# artifact tests run against local disk and S3 (there with presigned multipart transfers).
+# artifact tests run against local disk and S3 (there with presigned multipart transfers);
+# the artifact and model-flow tests run once more on Azure Blob Storage (Azurite, from npm).
 #
 # PostgreSQL is required, never skipped: CAIRN_TEST_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres) is an admin URL; the Rust PostgreSQL tests
@@ -135,11 +136,15 @@ CAIRN_BIN="$ROOT/target/debug/cairn" \
 CONFORMANCE_DB="cairn_conformance_$$"
 S3_PID=""
 S3_LOG="$(mktemp -t cairn-s3.XXXXXX)"
+AZ_PID=""
+AZ_DIR="$(mktemp -d -t cairn-azurite.XXXXXX)"
 cleanup() {
     pg_admin -c "DROP DATABASE IF EXISTS \"$CONFORMANCE_DB\" WITH (FORCE)" ||
         echo "could not drop database $CONFORMANCE_DB" >&2
     if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; fi
+    if [ -n "$AZ_PID" ]; then kill "$AZ_PID" 2>/dev/null || true; fi
     rm -f "$S3_LOG"
+    rm -rf "$AZ_DIR"
 }
 
 # Starts moto's S3 server on a free loopback port with one bucket and exports what the
@@ -174,3 +179,38 @@ CAIRN_BIN="$ROOT/target/debug/cairn" \
     CONFORMANCE_ARTIFACTS_DESTINATION="s3://cairn-artifacts/conformance" \
     CONFORMANCE_ARTIFACTS_PRESIGNED=1 \
     "$VENV/bin/python" -m pytest tests/conformance -q -p no:cacheprovider
+
+# Starts Azurite's blob service on a free loopback port with one container and exports what
+# object_store's Azure client reads for the emulator.
+AZURITE_VERSION=3.37.0
+start_azurite() {
+    local tools="$ROOT/.tools/azurite" port waited=0
+    command -v npm >/dev/null || die "npm is required for the Azure Blob Storage tests (Azurite); install Node.js"
+    if [ ! -x "$tools/node_modules/.bin/azurite-blob" ]; then
+        npm install --silent --no-audit --no-fund --prefix "$tools" "azurite@$AZURITE_VERSION" ||
+            die "could not install azurite@$AZURITE_VERSION from npm"
+    fi
+    port="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    "$tools/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" \
+        --location "$AZ_DIR" --silent --skipApiVersionCheck >"$AZ_DIR/log" 2>&1 &
+    AZ_PID=$!
+    export AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL="http://127.0.0.1:$port"
+    # Azurite's documented development account and key.
+    local conn="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=$AZURITE_BLOB_STORAGE_URL/devstoreaccount1;"
+    until "$VENV/bin/python" -c "from azure.storage.blob import BlobServiceClient as C; C.from_connection_string('$conn').create_container('cairn-artifacts')" 2>/dev/null; do
+        if [ "$waited" -ge 30 ] || ! kill -0 "$AZ_PID" 2>/dev/null; then
+            cat "$AZ_DIR/log" >&2
+            die "Azurite did not start on port $port"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "Azure Blob Storage (Azurite $AZURITE_VERSION) on $AZURITE_BLOB_STORAGE_URL, container cairn-artifacts"
+}
+
+step "Artifact and model-flow tests with artifacts on Azure Blob Storage (Azurite)"
+start_azurite
+CAIRN_BIN="$ROOT/target/debug/cairn" \
+    CONFORMANCE_ARTIFACTS_DESTINATION="az://cairn-artifacts/conformance" \
+    "$VENV/bin/python" -m pytest tests/conformance/test_artifacts.py \
+    tests/conformance/test_model_flow.py -q -p no:cacheprovider
