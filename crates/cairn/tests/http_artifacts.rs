@@ -655,3 +655,48 @@ async fn model_version_sources_outside_the_store_are_refused() {
     assert_eq!(versions, json!({}), "no version was created");
     assert_eq!(files_under(app._dir.path()), before, "no file was touched");
 }
+
+#[tokio::test]
+async fn an_interrupted_upload_leaves_nothing_behind() {
+    let app = spawn_app().await;
+    put(&app, "1/r/artifacts/keep.txt", b"keep".to_vec()).await;
+    let before = files_under(&artifact_root(&app));
+    // Announce 20 MiB (past the upload buffer, so a multipart upload is under way), send
+    // 10 MiB, then hang up.
+    let addr = app.base_url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT {ARTIFACTS}/1/r/artifacts/big.bin HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        20 << 20
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&payload(10 << 20)).await.unwrap();
+    // Closing our sending half truncates the body; the server answers once its handler
+    // has given up on the upload (and cleaned up after it).
+    stream.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("BAD_REQUEST"), "{answer}");
+    let r = app
+        .get_path(&format!("{ARTIFACTS}/1/r/artifacts/big.bin"))
+        .await;
+    assert_eq!(
+        r.status, 404,
+        "a partial upload must never be visible: {}",
+        r.body
+    );
+    assert_eq!(
+        files_under(&artifact_root(&app)),
+        before,
+        "no staging file left behind"
+    );
+    let listing = app
+        .get_path("/api/2.0/mlflow-artifacts/artifacts?path=1/r/artifacts")
+        .await;
+    assert_eq!(
+        listing.body,
+        json!({"files": [{"path": "keep.txt", "is_dir": false, "file_size": 4}]})
+    );
+}
