@@ -104,14 +104,17 @@ impl ArtifactService {
             path: path.to_string(),
             size: i64::try_from(stored.size).unwrap_or(i64::MAX),
             sha256: stored.sha256,
+            etag: stored.etag,
             uploaded_at: now_ms(),
         };
         self.index.record_artifact(&file).await?;
         Ok(file)
     }
 
-    /// Opens the file at `path`, with its recorded SHA-256 when there is one (files put
-    /// into the store behind Cairn's back have none).
+    /// Opens the file at `path`, with its recorded SHA-256 when that digest is known to
+    /// describe these very bytes: recorded for the ETag the file still has (or, on a store
+    /// without ETags, for its size). Files put into the store behind Cairn's back, or
+    /// overwritten by a racing upload whose digest was recorded first, get none.
     pub async fn download(
         &self,
         path: &ArtifactPath,
@@ -122,7 +125,11 @@ impl ArtifactService {
             .artifact_files(path.as_str())
             .await?
             .into_iter()
-            .find(|f| f.path == path.as_str() && f.size as u64 == download.size)
+            .find(|f| {
+                f.path == path.as_str()
+                    && f.size as u64 == download.size
+                    && (f.etag.is_none() || f.etag == download.etag)
+            })
             .map(|f| f.sha256);
         Ok((download, digest))
     }
@@ -213,6 +220,7 @@ impl ArtifactService {
             path: path.to_string(),
             size: i64::try_from(stored.size).unwrap_or(i64::MAX),
             sha256: stored.sha256,
+            etag: stored.etag,
             uploaded_at: now_ms(),
         };
         self.index.record_artifact(&file).await?;

@@ -12,15 +12,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
-use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::signer::{SignedUrlOptions, Signer};
-use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, ObjectStoreScheme};
+use object_store::{
+    GetResultPayload, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayloadMut, PutResult,
+    WriteMultipart,
+};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 use url::Url;
 
@@ -30,6 +31,8 @@ use crate::ArtifactError;
 /// Upload buffer: files up to this size are one PUT; larger ones stream as multipart
 /// parts of this size (S3's minimum part is 5 MiB).
 const UPLOAD_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// Parts of one multipart upload in flight at once.
+const UPLOAD_CONCURRENCY: usize = 8;
 /// Chunks queued for the hashing thread before an upload waits for it.
 const HASH_QUEUE_CHUNKS: usize = 64;
 /// Read size when streaming a local file out.
@@ -63,6 +66,8 @@ pub struct Entry {
 pub struct Download {
     /// Total size in bytes.
     pub size: u64,
+    /// The store's ETag of what is being read.
+    pub etag: Option<String>,
     /// The content, chunk by chunk.
     pub body: BoxStream<'static, Result<Bytes, object_store::Error>>,
 }
@@ -74,6 +79,8 @@ pub struct Stored {
     pub size: u64,
     /// SHA-256 of the content, lowercase hex.
     pub sha256: String,
+    /// The store's ETag for exactly these bytes, when it gives one.
+    pub etag: Option<String>,
 }
 
 /// Artifact bytes on one object store.
@@ -224,8 +231,7 @@ impl ArtifactRepo {
             }
             Shape::Unknown | Shape::Missing | Shape::File => {}
         }
-        let mut writer =
-            BufWriter::with_capacity(self.store.clone(), location, UPLOAD_BUFFER_BYTES);
+        let mut writer = Writer::Buffer(location, PutPayloadMut::new());
         // Hashing runs on a blocking thread beside the writes (SHA-256 of a large upload
         // costs as much CPU as moving it), fed the same reference-counted chunks.
         let (to_hasher, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE_CHUNKS);
@@ -243,35 +249,31 @@ impl ArtifactRepo {
                 Ok(chunk) => {
                     size += chunk.len() as u64;
                     match to_hasher.send(chunk.clone()).await {
-                        Ok(()) => writer.put(chunk).await.map_err(storage),
+                        Ok(()) => writer.put(&self.store, chunk).await,
                         Err(_) => Err(ArtifactError::Storage("the hashing thread stopped".into())),
                     }
                 }
                 Err(e) => Err(ArtifactError::Body(e.to_string())),
             };
             if let Err(e) = written {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(error = %abort, %path, "aborting a failed upload");
-                }
+                writer.abort(path).await;
                 return Err(e);
             }
         }
         drop(to_hasher);
-        if let Err(e) = writer.shutdown().await {
-            // A failed shutdown cannot be aborted any more (object_store's writer panics);
-            // its staging data is the store's to clean up.
-            return Err(ArtifactError::Storage(e.to_string()));
-        }
+        let etag = writer.finish(&self.store).await?.e_tag;
         let sha256 = hasher
             .await
             .map_err(|e| ArtifactError::Storage(format!("hashing failed: {e}")))?;
-        Ok(Stored { size, sha256 })
+        Ok(Stored { size, sha256, etag })
     }
 
     /// Reads the file at `path` once and returns its size and SHA-256 (for bytes that
     /// reached the store without passing through [`ArtifactRepo::put`]).
     pub async fn digest(&self, path: &ArtifactPath) -> Result<Stored, ArtifactError> {
-        let mut body = self.get(path).await?.body;
+        let download = self.get(path).await?;
+        let etag = download.etag;
+        let mut body = download.body;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         while let Some(chunk) = body.next().await {
@@ -282,6 +284,7 @@ impl ArtifactRepo {
         Ok(Stored {
             size,
             sha256: hex(&hasher.finalize()),
+            etag,
         })
     }
 
@@ -404,6 +407,7 @@ impl ArtifactRepo {
             other => storage(other),
         })?;
         let size = result.meta.size;
+        let etag = result.meta.e_tag.clone();
         let body = match result.payload {
             // object_store streams local files in 8 KiB blocking reads (a third of disk
             // speed, measured); read them in 1 MiB chunks instead.
@@ -417,7 +421,7 @@ impl ArtifactRepo {
             }
             GetResultPayload::Stream(stream) => stream,
         };
-        Ok(Download { size, body })
+        Ok(Download { size, etag, body })
     }
 
     /// The direct children of the directory `path`, sorted by name; empty when `path` is
@@ -557,6 +561,66 @@ enum Shape {
     Dir,
     /// Below a regular file (`a.txt/b`), which cannot exist.
     UnderFile,
+}
+
+/// An upload in progress: bytes are buffered until the buffer is full, then the upload
+/// becomes a multipart one with parts of the buffer's size. Unlike `object_store`'s
+/// `BufWriter`, finishing hands back the store's [`PutResult`], whose ETag identifies
+/// exactly these bytes.
+enum Writer {
+    Buffer(Path, PutPayloadMut),
+    Multipart(WriteMultipart),
+}
+
+impl Writer {
+    async fn put(
+        &mut self,
+        store: &Arc<dyn ObjectStore>,
+        chunk: Bytes,
+    ) -> Result<(), ArtifactError> {
+        match self {
+            Self::Multipart(upload) => {
+                upload
+                    .wait_for_capacity(UPLOAD_CONCURRENCY)
+                    .await
+                    .map_err(storage)?;
+                upload.put(chunk);
+            }
+            Self::Buffer(location, buffer) => {
+                if buffer.content_length() + chunk.len() < UPLOAD_BUFFER_BYTES {
+                    buffer.push(chunk);
+                    return Ok(());
+                }
+                let started = store.put_multipart(location).await.map_err(storage)?;
+                let mut upload = WriteMultipart::new_with_chunk_size(started, UPLOAD_BUFFER_BYTES);
+                for buffered in std::mem::take(buffer).freeze() {
+                    upload.put(buffered);
+                }
+                upload.put(chunk);
+                *self = Self::Multipart(upload);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores what was written; the file appears at its path only now.
+    async fn finish(self, store: &Arc<dyn ObjectStore>) -> Result<PutResult, ArtifactError> {
+        match self {
+            Self::Buffer(location, buffer) => {
+                store.put(&location, buffer.freeze()).await.map_err(storage)
+            }
+            Self::Multipart(upload) => upload.finish().await.map_err(storage),
+        }
+    }
+
+    /// Gives up, removing any parts already stored.
+    async fn abort(self, path: &ArtifactPath) {
+        if let Self::Multipart(upload) = self {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(error = %e, %path, "aborting a failed upload");
+            }
+        }
+    }
 }
 
 fn local_file(root: &FsPath, path: &ArtifactPath) -> PathBuf {

@@ -375,6 +375,9 @@ pub struct ArtifactFile {
     pub size: i64,
     /// SHA-256 of the content, lowercase hex.
     pub sha256: String,
+    /// The storage's ETag for these bytes, if it has one: a digest is trusted for a file
+    /// only while the file still carries this ETag (a later overwrite changes it).
+    pub etag: Option<String>,
     /// When the upload finished, ms since the epoch.
     pub uploaded_at: i64,
 }

@@ -10,6 +10,7 @@ fn file(path: &str, n: i64) -> ArtifactFile {
         path: path.into(),
         size: n,
         sha256: format!("{n:064x}"),
+        etag: (n % 2 == 0).then(|| format!("\"etag-{n}\"")),
         uploaded_at: T0 + n,
     }
 }

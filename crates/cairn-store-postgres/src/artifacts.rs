@@ -9,13 +9,15 @@ use crate::{db_err, PgStore};
 
 pub(crate) async fn record(store: &PgStore, f: &ArtifactFile) -> CoreResult<()> {
     sqlx::query(
-        "INSERT INTO artifact_files (path, size, sha256, uploaded_at) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO artifact_files (path, size, sha256, etag, uploaded_at) \
+         VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, \
-         uploaded_at = excluded.uploaded_at",
+         etag = excluded.etag, uploaded_at = excluded.uploaded_at",
     )
     .bind(&f.path)
     .bind(f.size)
     .bind(&f.sha256)
+    .bind(&f.etag)
     .bind(f.uploaded_at)
     .execute(&store.pool)
     .await
@@ -25,8 +27,8 @@ pub(crate) async fn record(store: &PgStore, f: &ArtifactFile) -> CoreResult<()> 
 
 pub(crate) async fn files(pool: &PgPool, path: &str) -> CoreResult<Vec<ArtifactFile>> {
     let (lo, hi) = artifact_path_range(path);
-    let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
-        "SELECT path, size, sha256, uploaded_at FROM artifact_files \
+    let rows: Vec<(String, i64, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT path, size, sha256, etag, uploaded_at FROM artifact_files \
          WHERE path = $1 OR (path >= $2 AND path < $3) ORDER BY path",
     )
     .bind(path)
@@ -37,10 +39,11 @@ pub(crate) async fn files(pool: &PgPool, path: &str) -> CoreResult<Vec<ArtifactF
     .map_err(db_err)?;
     Ok(rows
         .into_iter()
-        .map(|(path, size, sha256, uploaded_at)| ArtifactFile {
+        .map(|(path, size, sha256, etag, uploaded_at)| ArtifactFile {
             path,
             size,
             sha256,
+            etag,
             uploaded_at,
         })
         .collect())

@@ -9,13 +9,14 @@ use crate::{db_err, SqliteStore};
 
 pub(crate) async fn record(store: &SqliteStore, f: &ArtifactFile) -> CoreResult<()> {
     sqlx::query(
-        "INSERT INTO artifact_files (path, size, sha256, uploaded_at) VALUES (?, ?, ?, ?) \
+        "INSERT INTO artifact_files (path, size, sha256, etag, uploaded_at) VALUES (?, ?, ?, ?, ?) \
          ON CONFLICT (path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, \
-         uploaded_at = excluded.uploaded_at",
+         etag = excluded.etag, uploaded_at = excluded.uploaded_at",
     )
     .bind(&f.path)
     .bind(f.size)
     .bind(&f.sha256)
+    .bind(&f.etag)
     .bind(f.uploaded_at)
     .execute(&store.writer)
     .await
@@ -25,8 +26,8 @@ pub(crate) async fn record(store: &SqliteStore, f: &ArtifactFile) -> CoreResult<
 
 pub(crate) async fn files(pool: &SqlitePool, path: &str) -> CoreResult<Vec<ArtifactFile>> {
     let (lo, hi) = artifact_path_range(path);
-    let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
-        "SELECT path, size, sha256, uploaded_at FROM artifact_files \
+    let rows: Vec<(String, i64, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT path, size, sha256, etag, uploaded_at FROM artifact_files \
          WHERE path = ? OR (path >= ? AND path < ?) ORDER BY path",
     )
     .bind(path)
@@ -37,10 +38,11 @@ pub(crate) async fn files(pool: &SqlitePool, path: &str) -> CoreResult<Vec<Artif
     .map_err(db_err)?;
     Ok(rows
         .into_iter()
-        .map(|(path, size, sha256, uploaded_at)| ArtifactFile {
+        .map(|(path, size, sha256, etag, uploaded_at)| ArtifactFile {
             path,
             size,
             sha256,
+            etag,
             uploaded_at,
         })
         .collect())

@@ -700,3 +700,36 @@ async fn an_interrupted_upload_leaves_nothing_behind() {
         json!({"files": [{"path": "keep.txt", "is_dir": false, "file_size": 4}]})
     );
 }
+
+#[tokio::test]
+async fn a_digest_is_served_only_for_the_bytes_it_was_recorded_for() {
+    let app = spawn_app().await;
+    let up = put(&app, "1/r/artifacts/model.bin", b"original".to_vec()).await;
+    assert_eq!(up.status, 200);
+    let url = format!("{ARTIFACTS}/1/r/artifacts/model.bin");
+    let (_, headers, _) = get_bytes(&app, &url).await;
+    assert!(headers.contains_key("repr-digest"));
+
+    // Same size, other bytes, written behind the server's back (as a racing writer or a
+    // tampering one would): the recorded digest no longer describes the file.
+    let file = artifact_root(&app).join("1/r/artifacts/model.bin");
+    let swap = file.with_extension("swap");
+    std::fs::write(&swap, b"tampered").unwrap();
+    std::fs::rename(&swap, &file).unwrap();
+    let (status, headers, body) = get_bytes(&app, &url).await;
+    assert_eq!((status, body.as_slice()), (200, b"tampered".as_slice()));
+    assert!(
+        !headers.contains_key("repr-digest"),
+        "a stale digest was served: {:?}",
+        headers.get("repr-digest")
+    );
+
+    // Uploading again records the digest of what is there now.
+    put(&app, "1/r/artifacts/model.bin", b"tampered".to_vec()).await;
+    let (_, headers, _) = get_bytes(&app, &url).await;
+    let want = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"tampered"))
+    };
+    assert_eq!(headers["repr-digest"], format!("sha-256=:{want}:").as_str());
+}
