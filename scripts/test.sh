@@ -141,10 +141,16 @@ AZ_DIR="$(mktemp -d -t cairn-azurite.XXXXXX)"
 cleanup() {
     pg_admin -c "DROP DATABASE IF EXISTS \"$CONFORMANCE_DB\" WITH (FORCE)" ||
         echo "could not drop database $CONFORMANCE_DB" >&2
-    # Stop the storage servers and wait for them, so nothing writes into what is removed.
-    local pid
+    # Stop the storage servers (Azurite may linger on SIGTERM: 5 s, then SIGKILL) and
+    # wait for them, so nothing writes into what is removed.
+    local pid i
     for pid in $S3_PID $AZ_PID; do
-        kill "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || continue
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
     rm -f "$S3_LOG" || true
