@@ -57,12 +57,16 @@ impl ArtifactPath {
         if has_percent_escape(&decoded) {
             return Err(PathError::DoubleEncoded(shown));
         }
-        Self::parse_decoded(&decoded).map_err(|e| e.with_shown(shown))
+        Self::check(&decoded, shown)
     }
 
     /// Checks a path that is already decoded (e.g. from a JSON body or a stored URI).
     pub fn parse_decoded(path: &str) -> Result<Self, PathError> {
-        let shown = printable(path);
+        Self::check(path, printable(path))
+    }
+
+    /// The checks on a decoded `path`; errors name it as `shown` (as the client sent it).
+    fn check(path: &str, shown: String) -> Result<Self, PathError> {
         if path.len() > MAX_PATH_BYTES {
             return Err(PathError::Malformed(shown, "path too long"));
         }
@@ -139,19 +143,6 @@ impl ArtifactPath {
 impl fmt::Display for ArtifactPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl PathError {
-    /// The same error naming the path as the client sent it.
-    fn with_shown(self, shown: String) -> Self {
-        match self {
-            Self::Traversal(_) => Self::Traversal(shown),
-            Self::Absolute(_) => Self::Absolute(shown),
-            Self::IllegalCharacter(_) => Self::IllegalCharacter(shown),
-            Self::DoubleEncoded(_) => Self::DoubleEncoded(shown),
-            Self::Malformed(_, why) => Self::Malformed(shown, why),
-        }
     }
 }
 

@@ -457,9 +457,15 @@ impl ArtifactRepo {
             }
         }
         if let Some(root) = &self.local_root {
-            // A symlink inside the root is never served; don't advertise it either.
+            // A symlink inside the root is never served; don't advertise it either. The
+            // checks stat the disk, so they run off the async workers, all in one go.
             let dir = local_file(root, path);
-            entries.retain(|e| !is_symlink(&dir.join(&e.name)));
+            entries = tokio::task::spawn_blocking(move || {
+                entries.retain(|e| !is_symlink(&dir.join(&e.name)));
+                entries
+            })
+            .await
+            .map_err(|e| ArtifactError::Storage(format!("listing failed: {e}")))?;
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)

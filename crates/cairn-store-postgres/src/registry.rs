@@ -205,24 +205,35 @@ async fn touch_model(tx: &mut Tx, model_pk: i64, now: i64) -> CoreResult<()> {
     Ok(())
 }
 
+/// The tags in `table` of the owners whose key column `owner` is in the list, grouped by
+/// owner and ordered by key. `table` and `owner` are this module's constants.
+async fn tags_by_owner(
+    pool: &PgPool,
+    table: &str,
+    owner: &str,
+    pks: &[i64],
+) -> CoreResult<HashMap<i64, Vec<Tag>>> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(&format!(
+        "SELECT {owner}, key, value FROM {table} WHERE {owner} = ANY($1) ORDER BY key"
+    ))
+    .bind(pks)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
+    for (pk, key, value) in rows {
+        tags.entry(pk).or_default().push(Tag { key, value });
+    }
+    Ok(tags)
+}
+
 /// Adds tags and aliases to version rows, keeping their order.
 async fn hydrate_versions(pool: &PgPool, rows: Vec<VersionRow>) -> CoreResult<Vec<ModelVersion>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let pks: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
-    let tag_rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT mv_pk, key, value FROM model_version_tags \
-         WHERE mv_pk = ANY($1) ORDER BY key",
-    )
-    .bind(&pks)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    for (pk, key, value) in tag_rows {
-        tags.entry(pk).or_default().push(Tag { key, value });
-    }
+    let mut tags = tags_by_owner(pool, "model_version_tags", "mv_pk", &pks).await?;
     let mut aliases: HashMap<i64, Vec<String>> = HashMap::new();
     let alias_rows: Vec<(i64, String)> = sqlx::query_as(
         "SELECT mv_pk, alias FROM registered_model_aliases \
@@ -265,18 +276,7 @@ async fn hydrate_models(pool: &PgPool, rows: Vec<ModelRow>) -> CoreResult<Vec<Re
         return Ok(Vec::new());
     }
     let pks: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
-    let tag_rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT model_pk, key, value FROM registered_model_tags \
-         WHERE model_pk = ANY($1) ORDER BY key",
-    )
-    .bind(&pks)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    for (pk, key, value) in tag_rows {
-        tags.entry(pk).or_default().push(Tag { key, value });
-    }
+    let mut tags = tags_by_owner(pool, "registered_model_tags", "model_pk", &pks).await?;
     let mut aliases: HashMap<i64, Vec<Alias>> = HashMap::new();
     let alias_rows: Vec<(i64, String, i64)> = sqlx::query_as(
         "SELECT a.model_pk, a.alias, mv.version FROM registered_model_aliases a \

@@ -10,9 +10,9 @@ use crate::{db_err, SqliteStore};
 
 type Row = (String, i64, String);
 
-fn items(rows: Vec<Row>, skip_experiments: &[String]) -> Vec<GcItem> {
+fn items(rows: Vec<Row>, skip_experiments: &[i64]) -> Vec<GcItem> {
     rows.into_iter()
-        .filter(|(_, exp, _)| !skip_experiments.contains(&exp.to_string()))
+        .filter(|(_, exp, _)| !skip_experiments.contains(exp))
         .map(|(id, _, artifact_uri)| GcItem { id, artifact_uri })
         .collect()
 }
@@ -38,7 +38,7 @@ pub(crate) async fn candidates(pool: &SqlitePool, q: &GcQuery) -> CoreResult<GcC
         .await
         .map_err(db_err)?
     };
-    let purged_experiments: Vec<String> = experiments.iter().map(|e| e.0.clone()).collect();
+    let purged_experiments: Vec<i64> = experiments.iter().map(|e| e.1).collect();
     let run_rows: Vec<Row> = sqlx::query_as(
         "SELECT run_id, experiment_id, artifact_uri FROM runs \
          WHERE lifecycle_stage = 'deleted' \

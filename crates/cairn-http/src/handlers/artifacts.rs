@@ -175,14 +175,29 @@ async fn run_root(s: &AppState, run_id: Option<&str>) -> ApiResult<(String, Arti
     let run_id = run_id.ok_or_else(|| ApiError::missing("run_id"))?;
     let run = s.tracking().get_run(run_id).await?;
     let uri = run.info.artifact_uri;
-    match proxied_path(&uri) {
-        Some(Ok(root)) => Ok((uri, root)),
-        Some(Err(e)) => Err(e.into()),
+    let root = served_root(&uri, &format!("run {run_id}"))?;
+    Ok((uri, root))
+}
+
+/// The store path behind `uri`, which must be a proxied location: artifacts elsewhere
+/// (`file://`, `s3://`) are never read through this server. `owner` names whose they are.
+fn served_root(uri: &str, owner: &str) -> ApiResult<ArtifactPath> {
+    match proxied_path(uri) {
+        Some(root) => Ok(root?),
         None => Err(ApiError::invalid(format!(
-            "The artifacts of run {run_id} are at '{uri}', which this server does not serve; \
+            "The artifacts of {owner} are at '{uri}', which this server does not serve; \
              only mlflow-artifacts: locations are proxied"
         ))),
     }
+}
+
+/// The file named by a `path` query parameter, which must not be empty.
+fn required_file(path: Option<&str>) -> ApiResult<ArtifactPath> {
+    let file = query_path(path)?;
+    if file.is_root() {
+        return Err(ApiError::missing("path"));
+    }
+    Ok(file)
 }
 
 /// `GET artifacts/list?run_id=&path=`: a run's artifact directory, paths relative to the
@@ -214,10 +229,7 @@ pub(crate) async fn get_run_artifact(
     Mlflow(req): Mlflow<GetRunArtifact>,
 ) -> ApiResult<Response> {
     let (_, root) = run_root(&s, req.run.id()).await?;
-    let sub = query_path(req.path.as_deref())?;
-    if sub.is_root() {
-        return Err(ApiError::missing("path"));
-    }
+    let sub = required_file(req.path.as_deref())?;
     file_response(&s, &root.join(&sub)).await
 }
 
@@ -229,23 +241,12 @@ pub(crate) async fn get_model_version_artifact(
 ) -> ApiResult<Response> {
     let name = required_str(req.name, "name")?;
     let version = required_str(req.version, "version")?;
-    let sub = query_path(req.path.as_deref())?;
-    if sub.is_root() {
-        return Err(ApiError::missing("path"));
-    }
+    let sub = required_file(req.path.as_deref())?;
     let uri = s
         .registry()
         .get_model_version_download_uri(&name, &version)
         .await?;
-    let root = match proxied_path(&uri) {
-        Some(root) => root?,
-        None => {
-            return Err(ApiError::invalid(format!(
-                "The artifacts of model '{name}' version {version} are at '{uri}', which this \
-                 server does not serve; only mlflow-artifacts: locations are proxied"
-            )))
-        }
-    };
+    let root = served_root(&uri, &format!("model '{name}' version {version}"))?;
     file_response(&s, &root.join(&sub)).await
 }
 
