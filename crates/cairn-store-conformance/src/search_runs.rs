@@ -123,7 +123,7 @@ fn dataset_input(d: &DsRec) -> DatasetInput {
 
 fn loss_of(i: usize) -> Option<f64> {
     match i {
-        _ if i % 7 == 0 => None,
+        _ if i.is_multiple_of(7) => None,
         16 => Some(f64::INFINITY),
         17 => Some(f64::NEG_INFINITY),
         _ => Some(((i * 53) % 97) as f64 / 8.0 - 3.0),
