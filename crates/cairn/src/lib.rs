@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod gc;
+pub mod serve;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -33,6 +33,8 @@ enum LogFormat {
 enum Command {
     /// Run the tracking server.
     Server(ServerArgs),
+    /// Serve registered models (Open Inference Protocol, MLflow /invocations).
+    Serve(cairn::serve::ServeArgs),
     /// Permanently delete deleted experiments, runs and logged models, and their artifacts.
     Gc(GcArgs),
 }
@@ -65,6 +67,19 @@ async fn main() -> anyhow::Result<()> {
                 "cairn listening"
             );
             app.run_until(shutdown_signal()).await?;
+            tracing::info!("stopped cleanly");
+        }
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            tracing::debug!(?config, "serve configuration");
+            let app = cairn_serve::ServeApp::build(config).await?;
+            tracing::info!(
+                addr = %app.http_addr()?,
+                grpc_addr = %app.grpc_addr()?.map_or_else(|| "disabled".to_string(), |a| a.to_string()),
+                startup_ms = started.elapsed().as_millis() as u64,
+                "cairn serve listening; loading models"
+            );
+            app.run(shutdown_signal()).await?;
             tracing::info!("stopped cleanly");
         }
         Command::Gc(args) => {

@@ -1,0 +1,185 @@
+//! `cairn serve`: registered models behind the Open Inference Protocol (REST and gRPC)
+//! and MLflow's scoring protocol.
+//!
+//! Code map: `resolve` (model URIs → files, through the tracking server), `mlmodel`
+//! (the MLmodel file), `engines` (which engine runs a model), `models` (slots, loading,
+//! hot swap), `serving` (the one inference path: checks, queue, metrics), `oip` and
+//! `invocations` (the REST protocols), `metrics`.
+
+pub mod engines;
+pub mod grpc;
+pub mod invocations;
+pub mod metrics;
+pub mod mlmodel;
+pub mod models;
+pub mod oip;
+pub mod resolve;
+pub mod serving;
+pub mod tensor_json;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use cairn_infer::BatchConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::engines::EngineConfig;
+use crate::metrics::Metrics;
+use crate::models::{LoaderConfig, Models};
+use crate::resolve::{Credentials, ModelUri, TrackingClient};
+use crate::serving::ServeState;
+
+/// Everything `cairn serve` needs, already parsed.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Served name and where the model comes from, per `--model NAME=URI`.
+    pub models: Vec<(String, ModelUri)>,
+    pub tracking_uri: Option<String>,
+    pub credentials: Credentials,
+    pub http_addr: SocketAddr,
+    /// The Open Inference Protocol gRPC endpoint; `None` disables it.
+    pub grpc_addr: Option<SocketAddr>,
+    pub cache_dir: std::path::PathBuf,
+    pub engines: EngineConfig,
+    pub batching: BatchConfig,
+    pub poll_interval: Duration,
+    pub max_request_bytes: usize,
+}
+
+/// A bound, not yet running, serving application.
+pub struct ServeApp {
+    http: TcpListener,
+    grpc: Option<TcpListener>,
+    state: ServeState,
+}
+
+impl ServeApp {
+    /// Binds the listeners and prepares the model slots (nothing loads yet).
+    pub async fn build(config: ServeConfig) -> anyhow::Result<ServeApp> {
+        let tracking = match &config.tracking_uri {
+            Some(uri) => Some(TrackingClient::new(uri, config.credentials.clone())?),
+            None => None,
+        };
+        let metrics = Metrics::new();
+        let loader = LoaderConfig {
+            tracking,
+            cache_dir: config.cache_dir.clone(),
+            engines: config.engines.clone(),
+            batching: config.batching.clone(),
+            poll_interval: config.poll_interval,
+        };
+        let models = Arc::new(Models::new(config.models.clone(), loader, metrics.clone()));
+        let http = TcpListener::bind(config.http_addr).await?;
+        let grpc = match config.grpc_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (gRPC)"))?,
+            ),
+            None => None,
+        };
+        Ok(ServeApp {
+            http,
+            grpc,
+            state: ServeState {
+                models,
+                metrics,
+                max_request_bytes: config.max_request_bytes,
+            },
+        })
+    }
+
+    /// The bound HTTP address (port 0 resolved).
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The bound gRPC address (port 0 resolved), if gRPC is enabled.
+    pub fn grpc_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.grpc.as_ref().map(TcpListener::local_addr).transpose()
+    }
+
+    /// Starts loading models and serves HTTP (and gRPC, when enabled) until `shutdown`
+    /// resolves; both servers then stop accepting and finish their open requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let ServeApp {
+            http,
+            grpc: grpc_listener,
+            state,
+        } = self;
+        let loaders = state.models.spawn_loaders();
+        // One shutdown future, observed by both servers.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            // An error means the sender is gone, which also ends serving.
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let http = async {
+            axum::serve(http, router(state.clone()))
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .await
+                .context("HTTP server")
+        };
+        let grpc = async {
+            match grpc_listener {
+                Some(listener) => grpc::serve(listener, state.clone(), stopped(stop_rx.clone()))
+                    .await
+                    .context("gRPC server"),
+                None => Ok(()),
+            }
+        };
+        let result = tokio::try_join!(http, grpc);
+        signal.abort();
+        for l in loaders {
+            l.abort();
+        }
+        result.map(|_| ())
+    }
+}
+
+/// Every HTTP route of the serving app.
+pub fn router(state: ServeState) -> Router {
+    let limit = state.max_request_bytes;
+    Router::new()
+        .merge(oip::routes())
+        .merge(invocations::routes())
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn metrics_text(State(s): State<ServeState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": format!("no route for {}", uri.path()) })),
+    )
+        .into_response()
+}

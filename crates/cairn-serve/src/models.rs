@@ -1,0 +1,372 @@
+//! The served models: one slot per `--model NAME=URI`, loading, hot swaps.
+//!
+//! A slot holds the version currently serving behind an `ArcSwapOption`. A request
+//! clones that `Arc` once and keeps it to the end, so a swap never interrupts it: the old
+//! version (its engines and batching threads) is dropped when its last request finishes.
+//! A new version is downloaded, loaded and warmed with one inference *before* it is
+//! swapped in; a failed load leaves the old version serving and is retried at the next
+//! poll.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use cairn_infer::{BatchConfig, Batcher, DataType, ModelSignature, Tensor, TensorData};
+
+use crate::engines::{self, EngineConfig};
+use crate::metrics::{Metrics, ModelMetrics};
+use crate::mlmodel::MlModel;
+use crate::resolve::{Location, ModelUri, Resolved, TrackingClient};
+
+/// One model version, loaded and serving.
+pub struct Loaded {
+    pub name: String,
+    pub version: String,
+    /// Engine name (`onnxruntime`), reported as the OIP platform.
+    pub engine: &'static str,
+    pub signature: ModelSignature,
+    pub batcher: Batcher,
+    pub metrics: ModelMetrics,
+    pub location: Location,
+    /// Whether the MLmodel signature declares tensors (MLflow then answers dataframe input
+    /// with arrays per output rather than records).
+    pub tensor_signature: bool,
+}
+
+impl Loaded {
+    /// The OIP platform name: `onnxruntime_onnx` or `mlflow_pyfunc`.
+    pub fn platform(&self) -> &'static str {
+        match self.engine {
+            "onnxruntime" => "onnxruntime_onnx",
+            "python" => "mlflow_pyfunc",
+            other => other,
+        }
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        self.metrics.set_ready(false);
+        tracing::info!(model = %self.name, version = %self.version, "model version unloaded");
+    }
+}
+
+/// A served name and whatever version currently serves it.
+pub struct Slot {
+    pub name: String,
+    pub uri: ModelUri,
+    current: ArcSwapOption<Loaded>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Slot {
+    /// The serving version, if any.
+    pub fn current(&self) -> Option<Arc<Loaded>> {
+        self.current.load_full()
+    }
+
+    /// The last load failure, if the latest attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = error;
+        }
+    }
+}
+
+/// How models are fetched, loaded and followed.
+#[derive(Clone)]
+pub struct LoaderConfig {
+    pub tracking: Option<TrackingClient>,
+    pub cache_dir: PathBuf,
+    pub engines: EngineConfig,
+    pub batching: BatchConfig,
+    /// How often aliases are re-resolved and failed loads retried.
+    pub poll_interval: Duration,
+}
+
+/// Every served model.
+pub struct Models {
+    slots: BTreeMap<String, Arc<Slot>>,
+    loader: Arc<LoaderConfig>,
+    metrics: Metrics,
+}
+
+impl Models {
+    /// Creates the slots; nothing is loaded until `spawn_loaders`.
+    pub fn new(specs: Vec<(String, ModelUri)>, loader: LoaderConfig, metrics: Metrics) -> Models {
+        let slots = specs
+            .into_iter()
+            .map(|(name, uri)| {
+                let slot = Slot {
+                    name: name.clone(),
+                    uri,
+                    current: ArcSwapOption::empty(),
+                    last_error: Mutex::new(None),
+                };
+                (name, Arc::new(slot))
+            })
+            .collect();
+        Models {
+            slots,
+            loader: Arc::new(loader),
+            metrics,
+        }
+    }
+
+    /// The slot serving `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Slot>> {
+        self.slots.get(name)
+    }
+
+    /// Every slot, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Slot>> {
+        self.slots.values()
+    }
+
+    /// Whether every model has a version serving.
+    pub fn all_ready(&self) -> bool {
+        self.slots.values().all(|s| s.current.load().is_some())
+    }
+
+    /// Starts one task per model: load now, then follow the alias and retry failures.
+    pub fn spawn_loaders(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.slots
+            .values()
+            .map(|slot| {
+                let slot = slot.clone();
+                let loader = self.loader.clone();
+                let metrics = self.metrics.clone();
+                tokio::spawn(async move { follow(slot, loader, metrics).await })
+            })
+            .collect()
+    }
+}
+
+async fn follow(slot: Arc<Slot>, loader: Arc<LoaderConfig>, metrics: Metrics) {
+    loop {
+        match refresh(&slot, &loader, &metrics).await {
+            Ok(Some(version)) => {
+                tracing::info!(model = %slot.name, %version, "model version serving");
+                slot.set_error(None);
+                metrics.load_attempt(&slot.name, true);
+            }
+            Ok(None) => slot.set_error(None),
+            Err(error) => {
+                let serving = slot.current().map(|l| l.version.clone());
+                tracing::warn!(model = %slot.name, ?serving, %error, "model load failed; will retry");
+                slot.set_error(Some(error));
+                metrics.load_attempt(&slot.name, false);
+            }
+        }
+        if slot.current().is_some() && !slot.uri.follows() {
+            return;
+        }
+        tokio::time::sleep(loader.poll_interval).await;
+    }
+}
+
+/// Resolves the slot's URI and, if it names another version, loads, warms and swaps it
+/// in. Returns the new version, or `None` when nothing changed.
+async fn refresh(
+    slot: &Slot,
+    loader: &LoaderConfig,
+    metrics: &Metrics,
+) -> Result<Option<String>, String> {
+    let resolved = match (&slot.uri, &loader.tracking) {
+        (ModelUri::Local(dir), _) => Resolved {
+            version: "1".into(),
+            location: Location::Local(dir.clone()),
+        },
+        (uri, Some(client)) => client.resolve(uri).await.map_err(|e| e.to_string())?,
+        (_, None) => {
+            return Err(crate::resolve::ResolveError::NoTrackingServer(format!(
+                "model '{}'",
+                slot.name
+            ))
+            .to_string())
+        }
+    };
+    if let Some(current) = slot.current() {
+        if current.version == resolved.version && current.location == resolved.location {
+            return Ok(None);
+        }
+    }
+    let started = Instant::now();
+    let dir = local_dir(&resolved.location, loader).await?;
+    let engine_config = loader.engines.clone();
+    let (mlmodel, engines) = tokio::task::spawn_blocking(move || {
+        let mlmodel = MlModel::read(&dir)?;
+        let engines = engines::start(&dir, &mlmodel, &engine_config)?;
+        Ok::<_, String>((mlmodel, engines))
+    })
+    .await
+    .map_err(|e| format!("model loading task failed: {e}"))??;
+    let tensor_signature = !mlmodel.inputs.is_empty()
+        && mlmodel
+            .inputs
+            .iter()
+            .all(|i| matches!(i, crate::mlmodel::ColumnOrTensor::Tensor { .. }));
+    let first = engines.first().ok_or("no engine instance started")?;
+    let signature = first.signature().clone();
+    let engine = first.engine();
+    let model_metrics = metrics.for_version(&slot.name, &resolved.version);
+    let hook_metrics = model_metrics.clone();
+    let hook: cairn_infer::batch::BatchHook =
+        Arc::new(move |rows, took| hook_metrics.batch(rows, took));
+    let label = format!("{}-v{}", slot.name, resolved.version);
+    let batcher = Batcher::start(&label, engines, loader.batching.clone(), Some(hook))
+        .map_err(|e| format!("cannot start inference threads: {e}"))?;
+    let loaded = Loaded {
+        name: slot.name.clone(),
+        version: resolved.version.clone(),
+        engine,
+        signature,
+        batcher,
+        metrics: model_metrics,
+        location: resolved.location,
+        tensor_signature,
+    };
+    warm(&loaded).await?;
+    loaded.metrics.set_ready(true);
+    tracing::info!(model = %slot.name, version = %loaded.version, took_ms = started.elapsed().as_millis() as u64, "model version loaded and warmed");
+    let version = loaded.version.clone();
+    if let Some(old) = slot.current.swap(Some(Arc::new(loaded))) {
+        tracing::info!(model = %slot.name, from = %old.version, to = %version, "swapped model version");
+    }
+    Ok(Some(version))
+}
+
+/// The model's directory on this machine, downloading it into the cache if needed.
+async fn local_dir(location: &Location, loader: &LoaderConfig) -> Result<PathBuf, String> {
+    match location {
+        Location::Local(dir) => Ok(dir.clone()),
+        Location::Proxied(remote) => {
+            let dest = loader.cache_dir.join(cache_name(remote));
+            if tokio::fs::try_exists(dest.join("MLmodel"))
+                .await
+                .unwrap_or(false)
+            {
+                return Ok(dest);
+            }
+            let client = loader
+                .tracking
+                .as_ref()
+                .ok_or_else(|| "proxied artifacts need a tracking server".to_string())?;
+            client
+                .download(remote, &dest)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(dest)
+        }
+    }
+}
+
+/// A directory name for a remote artifact path: readable, and distinct for distinct paths.
+fn cache_name(remote: &str) -> String {
+    remote
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        + &format!("-{:x}", fnv1a(remote.as_bytes()))
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Runs one inference on a synthetic one-row input so the first real request does not pay
+/// for lazy initialisation, and so a version that cannot run is never swapped in.
+async fn warm(loaded: &Loaded) -> Result<(), String> {
+    let inputs = synthetic_inputs(&loaded.signature);
+    loaded
+        .batcher
+        .infer(inputs)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("warm-up inference failed: {e}"))
+}
+
+/// Zeros (or empty strings) shaped like the signature, with dynamic dimensions set to 1.
+pub fn synthetic_inputs(signature: &ModelSignature) -> Vec<Tensor> {
+    signature
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .map(|d| usize::try_from(*d).unwrap_or(1).max(1))
+                .collect();
+            let n: usize = shape.iter().product();
+            let data = match spec.datatype {
+                DataType::Bool => TensorData::Bool(vec![false; n]),
+                DataType::Uint8 => TensorData::Uint8(vec![0; n]),
+                DataType::Uint16 => TensorData::Uint16(vec![0; n]),
+                DataType::Uint32 => TensorData::Uint32(vec![0; n]),
+                DataType::Uint64 => TensorData::Uint64(vec![0; n]),
+                DataType::Int8 => TensorData::Int8(vec![0; n]),
+                DataType::Int16 => TensorData::Int16(vec![0; n]),
+                DataType::Int32 => TensorData::Int32(vec![0; n]),
+                DataType::Int64 => TensorData::Int64(vec![0; n]),
+                DataType::Fp16 => TensorData::Fp16(vec![0; n]),
+                DataType::Fp32 => TensorData::Fp32(vec![0.0; n]),
+                DataType::Fp64 => TensorData::Fp64(vec![0.0; n]),
+                DataType::Bytes => TensorData::Bytes(vec![Vec::new(); n]),
+            };
+            Tensor {
+                name: spec.name.clone(),
+                shape,
+                data,
+            }
+        })
+        .collect()
+}
+
+/// Whether a path looks like a model directory (used for clearer errors at startup).
+pub fn is_model_dir(dir: &Path) -> bool {
+    dir.join("MLmodel").is_file()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_names_are_safe_and_distinct() {
+        let a = cache_name("1/models/m-1/artifacts");
+        let b = cache_name("1/models/m_1/artifacts");
+        assert!(!a.contains('/'));
+        assert_ne!(a, b);
+        assert_ne!(cache_name("../x"), "..");
+    }
+
+    #[test]
+    fn synthetic_inputs_follow_the_signature() {
+        let sig = ModelSignature {
+            inputs: vec![cairn_infer::TensorSpec {
+                name: "x".into(),
+                datatype: DataType::Fp32,
+                shape: vec![-1, 4],
+            }],
+            outputs: vec![],
+        };
+        let t = synthetic_inputs(&sig);
+        assert_eq!(t[0].shape, vec![1, 4]);
+        assert_eq!(t[0].data, TensorData::Fp32(vec![0.0; 4]));
+    }
+}

@@ -1,0 +1,207 @@
+//! The one inference path every protocol goes through: find the model, check the inputs
+//! against its signature, queue, record metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_infer::{InferError, ModelSignature, Tensor};
+
+use crate::metrics::{Metrics, Protocol};
+use crate::models::{Loaded, Models};
+
+/// Why a request was not served. Each protocol renders these in its own error format.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ServeError {
+    #[error("model '{0}' is not served here")]
+    UnknownModel(String),
+    #[error("model '{model}' version '{version}' is not loaded (serving: {serving})")]
+    UnknownVersion {
+        model: String,
+        version: String,
+        serving: String,
+    },
+    #[error("model '{0}' is not ready{1}")]
+    NotReady(String, String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("inference failed: {0}")]
+    Engine(String),
+}
+
+impl ServeError {
+    /// The HTTP status the OIP and MLflow protocols use for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            ServeError::UnknownModel(_) | ServeError::UnknownVersion { .. } => 404,
+            ServeError::BadInput(_) | ServeError::Engine(_) => 400,
+            ServeError::NotReady(..) | ServeError::Overloaded(_) | ServeError::Unavailable(_) => {
+                503
+            }
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ServeState {
+    pub models: Arc<Models>,
+    pub metrics: Metrics,
+    /// Largest request body accepted.
+    pub max_request_bytes: usize,
+}
+
+impl ServeState {
+    /// The version serving `name` (and `version`, when the request names one).
+    pub fn loaded(&self, name: &str, version: Option<&str>) -> Result<Arc<Loaded>, ServeError> {
+        let slot = self
+            .models
+            .get(name)
+            .ok_or_else(|| ServeError::UnknownModel(name.to_string()))?;
+        let loaded = slot.current().ok_or_else(|| {
+            let why = slot
+                .last_error()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_else(|| ": still loading".into());
+            ServeError::NotReady(name.to_string(), why)
+        })?;
+        match version {
+            Some(v) if !v.is_empty() && v != loaded.version => Err(ServeError::UnknownVersion {
+                model: name.to_string(),
+                version: v.to_string(),
+                serving: loaded.version.clone(),
+            }),
+            _ => Ok(loaded),
+        }
+    }
+
+    /// Runs inputs (already decoded, not yet checked) through a loaded model.
+    pub async fn infer(
+        &self,
+        loaded: &Loaded,
+        inputs: Vec<Tensor>,
+        protocol: Protocol,
+    ) -> Result<Vec<Tensor>, ServeError> {
+        let started = Instant::now();
+        let result = match order_inputs(&loaded.signature, inputs) {
+            Ok(inputs) => loaded.batcher.infer(inputs).await.map_err(|e| match e {
+                InferError::QueueFull(_) => ServeError::Overloaded(e.to_string()),
+                InferError::Stopped => ServeError::Unavailable(e.to_string()),
+                InferError::Engine(msg) => ServeError::Engine(msg),
+            }),
+            Err(e) => Err(e),
+        };
+        loaded
+            .metrics
+            .request(protocol, result.is_ok(), started.elapsed());
+        let reply = result?;
+        loaded.metrics.queued(reply.queue_time);
+        Ok(reply.outputs)
+    }
+}
+
+/// Checks inputs against the signature and puts them in its order: every declared input
+/// exactly once, with its datatype and a shape that fits.
+pub fn order_inputs(sig: &ModelSignature, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServeError> {
+    let mut slots: Vec<Option<Tensor>> = vec![None; sig.inputs.len()];
+    for t in inputs {
+        let Some(i) = sig.inputs.iter().position(|s| s.name == t.name) else {
+            return Err(ServeError::BadInput(format!(
+                "unexpected input '{}'; the model's inputs are: {}",
+                t.name,
+                names(sig)
+            )));
+        };
+        let spec = &sig.inputs[i];
+        if t.datatype() != spec.datatype {
+            return Err(ServeError::BadInput(format!(
+                "input '{}' has datatype {}, the model expects {}",
+                t.name,
+                t.datatype(),
+                spec.datatype
+            )));
+        }
+        if !spec.accepts_shape(&t.shape) {
+            return Err(ServeError::BadInput(format!(
+                "input '{}' has shape {:?}, the model expects {:?} (-1 is any size)",
+                t.name, t.shape, spec.shape
+            )));
+        }
+        if slots[i].is_some() {
+            return Err(ServeError::BadInput(format!(
+                "input '{}' is given twice",
+                t.name
+            )));
+        }
+        slots[i] = Some(t);
+    }
+    slots
+        .into_iter()
+        .zip(&sig.inputs)
+        .map(|(t, spec)| {
+            t.ok_or_else(|| ServeError::BadInput(format!("missing input '{}'", spec.name)))
+        })
+        .collect()
+}
+
+fn names(sig: &ModelSignature) -> String {
+    sig.inputs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use cairn_infer::{DataType, TensorData, TensorSpec};
+
+    fn sig() -> ModelSignature {
+        let spec = |n: &str, d| TensorSpec {
+            name: n.into(),
+            datatype: d,
+            shape: vec![-1, 2],
+        };
+        ModelSignature {
+            inputs: vec![spec("a", DataType::Fp32), spec("b", DataType::Int64)],
+            outputs: vec![],
+        }
+    }
+
+    fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
+        Tensor::new(name, shape, data).unwrap()
+    }
+
+    #[test]
+    fn orders_and_checks_inputs() {
+        let b = t("b", vec![1, 2], TensorData::Int64(vec![1, 2]));
+        let a = t("a", vec![1, 2], TensorData::Fp32(vec![1.0, 2.0]));
+        let ordered = order_inputs(&sig(), vec![b.clone(), a.clone()]).unwrap();
+        assert_eq!(ordered, vec![a.clone(), b.clone()]);
+
+        let err = |inputs| order_inputs(&sig(), inputs).unwrap_err().to_string();
+        assert_eq!(err(vec![a.clone()]), "missing input 'b'");
+        assert_eq!(
+            err(vec![a.clone(), a.clone(), b.clone()]),
+            "input 'a' is given twice"
+        );
+        assert!(err(vec![t("c", vec![1], TensorData::Fp32(vec![1.0]))])
+            .contains("unexpected input 'c'"));
+        assert_eq!(
+            err(vec![
+                t("a", vec![1, 2], TensorData::Fp64(vec![1.0, 2.0])),
+                b.clone()
+            ]),
+            "input 'a' has datatype FP64, the model expects FP32"
+        );
+        assert!(
+            err(vec![t("a", vec![2], TensorData::Fp32(vec![1.0, 2.0])), b])
+                .contains("has shape [2]")
+        );
+    }
+}
