@@ -114,7 +114,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # pip is quick when everything is already installed at the pinned versions.
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r tests/conformance/requirements.txt
+    -r tests/conformance/requirements.txt -r tests/serving/requirements.txt
 "$VENV/bin/python" -c "import mlflow; assert mlflow.__version__ == '3.17.2', mlflow.__version__"
 
 step "cargo fmt --check"
@@ -132,6 +132,10 @@ cargo build -p cairn --bin cairn
 step "Python conformance suite on SQLite (real mlflow==3.17.2 client)"
 CAIRN_BIN="$ROOT/target/debug/cairn" \
     "$VENV/bin/python" -m pytest tests/conformance -q -p no:cacheprovider
+
+step "Serving suite: cairn serve with tritonclient (HTTP, gRPC), requests and mlflow"
+CAIRN_BIN="$ROOT/target/debug/cairn" \
+    "$VENV/bin/python" -m pytest tests/serving -q -p no:cacheprovider
 
 CONFORMANCE_DB="cairn_conformance_$$"
 S3_PID=""

@@ -7,6 +7,7 @@
 //! matrix for a single-input model, or one column per input name.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +16,7 @@ use axum::{Json, Router};
 use cairn_infer::{DataType, Tensor, TensorData, TensorSpec};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::metrics::Protocol;
 use crate::models::Loaded;
@@ -65,6 +66,7 @@ impl From<ServeError> for MlflowError {
                 "RESOURCE_DOES_NOT_EXIST"
             }
             ServeError::BadInput(_) => "INVALID_PARAMETER_VALUE",
+            ServeError::TooLarge(_) => "BAD_REQUEST",
             ServeError::Engine(_) => "BAD_REQUEST",
             ServeError::NotReady(..) | ServeError::Overloaded(_) | ServeError::Unavailable(_) => {
                 "TEMPORARILY_UNAVAILABLE"
@@ -106,7 +108,11 @@ async fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-async fn invocations(State(s): State<ServeState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn invocations(
+    State(s): State<ServeState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let mut names = s.models.all().map(|slot| slot.name.clone());
     let name = match (names.next(), names.next()) {
         (Some(only), None) => only,
@@ -117,7 +123,7 @@ async fn invocations(State(s): State<ServeState>, headers: HeaderMap, body: Byte
             .into_response()
         }
     };
-    score(&s, &name, &headers, &body)
+    score(&s, &name, &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -126,9 +132,9 @@ async fn invocations_named(
     State(s): State<ServeState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    score(&s, &name, &headers, &body)
+    score(&s, &name, &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -137,10 +143,11 @@ async fn score(
     s: &ServeState,
     name: &str,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, MlflowError> {
     let loaded = s.loaded(name, None)?;
-    let input = parse_body(headers, body)?;
+    let body = s.body(body)?;
+    let input = parse_body(headers, &body)?;
     let (tensors, frame) = to_tensors(input, &loaded.signature.inputs)?;
     let outputs = s.infer(&loaded, tensors, Protocol::Invocations).await?;
     render(&loaded, &outputs, frame)
@@ -229,7 +236,12 @@ fn parse_json(body: &[u8]) -> Result<Input, MlflowError> {
     let payload = map.remove(format).unwrap_or(Value::Null);
     match format {
         "dataframe_split" => frame_split(payload),
-        "dataframe_records" => frame_records(payload),
+        // Parsed again with key order kept (a `Value` map sorts keys), since the order of
+        // a record's keys is the column order a single-input model is fed in.
+        "dataframe_records" => match serde_json::from_slice::<RecordsBody>(body) {
+            Ok(records) => Ok(frame_records(records.dataframe_records)),
+            Err(_) => Err(records_error(&payload)),
+        },
         "instances" => Ok(instances(payload)),
         _ => match payload {
             Value::Object(named) => Ok(Input::Named(named.into_iter().collect())),
@@ -286,37 +298,73 @@ fn frame_split(payload: Value) -> Result<Input, MlflowError> {
     Ok(Input::Frame { columns, rows })
 }
 
-fn frame_records(payload: Value) -> Result<Input, MlflowError> {
-    let Value::Array(records) = payload else {
-        return Err(MlflowError::bad(
-            "dataframe_records must be a list of records",
-        ));
-    };
+#[derive(serde::Deserialize)]
+struct RecordsBody {
+    dataframe_records: Vec<Ordered>,
+}
+
+/// A JSON object with its keys in the order they were sent.
+struct Ordered(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a record (a JSON object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Ordered(entries))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+fn records_error(payload: &Value) -> MlflowError {
+    match payload {
+        Value::Array(_) => MlflowError::bad(
+            "Invalid input. Provided dataframe_records field is not a valid dataframe \
+             representation in 'records' format: each record must be a dictionary",
+        ),
+        other => MlflowError::bad(format!(
+            "Invalid input. Dataframe records format must be a list of records. Got {}.",
+            kind(other)
+        )),
+    }
+}
+
+/// Columns in order of first appearance; a record without a column has null there.
+fn frame_records(records: Vec<Ordered>) -> Input {
     let mut columns: Vec<String> = Vec::new();
-    let mut maps: Vec<Map<String, Value>> = Vec::with_capacity(records.len());
-    for r in records {
-        let Value::Object(m) = r else {
-            return Err(MlflowError::bad(
-                "each of dataframe_records must be a dictionary",
-            ));
-        };
-        for k in m.keys() {
+    for r in &records {
+        for (k, _) in &r.0 {
             if !columns.contains(k) {
                 columns.push(k.clone());
             }
         }
-        maps.push(m);
     }
-    let rows = maps
+    let rows = records
         .into_iter()
-        .map(|mut m| {
-            columns
-                .iter()
-                .map(|c| m.remove(c).unwrap_or(Value::Null))
-                .collect()
+        .map(|r| {
+            let mut row = vec![Value::Null; columns.len()];
+            for (k, v) in r.0 {
+                if let Some(i) = columns.iter().position(|c| *c == k) {
+                    row[i] = v;
+                }
+            }
+            row
         })
         .collect();
-    Ok(Input::Frame { columns, rows })
+    Input::Frame { columns, rows }
 }
 
 /// `instances`: a list of rows; rows that are dictionaries give one array per key.
@@ -664,13 +712,10 @@ impl Serialize for Record<'_> {
 }
 
 fn render(loaded: &Loaded, outputs: &[Tensor], frame: bool) -> Result<Response, MlflowError> {
-    let body = if let [single] = outputs {
-        if single.name == "predictions" {
-            // A bare array from a pyfunc model: MLflow answers {"predictions": [...]}.
-            serde_json::to_vec(&Bare(single))
-        } else {
-            serde_json::to_vec(&Predictions(outputs))
-        }
+    let bare = matches!(outputs, [single] if single.name == "predictions");
+    let body = if bare {
+        // A bare array from a pyfunc model: MLflow answers {"predictions": [...]}.
+        serde_json::to_vec(&Bare(&outputs[0]))
     } else if frame && !loaded.tensor_signature {
         // MLflow flattens each output of a dataframe prediction into one column; columns
         // of different lengths cannot form a dataframe.
@@ -733,6 +778,22 @@ mod tests {
     }
 
     #[test]
+    fn record_keys_keep_their_order() {
+        let input =
+            json_input(r#"{"dataframe_records": [{"d": 4, "c": 3, "b": 2, "a": 1}, {"c": 7}]}"#)
+                .unwrap();
+        let Input::Frame { columns, rows } = input else {
+            panic!("not a frame")
+        };
+        assert_eq!(columns, vec!["d", "c", "b", "a"]);
+        assert_eq!(rows[0], vec![json!(4), json!(3), json!(2), json!(1)]);
+        assert_eq!(
+            rows[1],
+            vec![Value::Null, json!(7), Value::Null, Value::Null]
+        );
+    }
+
+    #[test]
     fn dataframes_feed_multi_input_models_by_column() {
         let specs = [
             spec("a", DataType::Int64, vec![-1]),
@@ -773,6 +834,10 @@ mod tests {
                 "row 0 has 2 values",
             ),
             (r#"{"dataframe_records": [1]}"#, "must be a dictionary"),
+            (
+                r#"{"dataframe_records": {"a": 1}}"#,
+                "must be a list of records. Got dictionary",
+            ),
         ] {
             let err = json_input(body).unwrap_err();
             assert!(err.contains(needle), "{body}: {err}");

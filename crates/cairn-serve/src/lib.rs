@@ -27,6 +27,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use cairn_infer::BatchConfig;
 use tokio::net::TcpListener;
@@ -130,6 +131,13 @@ impl ServeApp {
             // An error means the sender is gone, which also ends serving.
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        // Responses go out as soon as they are written: without TCP_NODELAY a response
+        // larger than one segment waits for the client's delayed ACK.
+        let http = http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let http = async {
             axum::serve(http, router(state.clone()))
                 .with_graceful_shutdown(stopped(stop_rx.clone()))

@@ -6,6 +6,7 @@
 //! or `binary_data` on a requested output).
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -68,7 +69,7 @@ impl IntoResponse for OipError {
 pub fn error_response(e: &ServeError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut resp = (status, Json(json!({ "error": e.to_string() }))).into_response();
-    if matches!(e, ServeError::Overloaded(_)) {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
@@ -316,8 +317,9 @@ async fn infer(
     State(s): State<ServeState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OipError> {
+    let body = s.body(body)?;
     run_infer(s, name, None, headers, body).await
 }
 
@@ -325,8 +327,9 @@ async fn infer_version(
     State(s): State<ServeState>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OipError> {
+    let body = s.body(body)?;
     run_infer(s, name, Some(version), headers, body).await
 }
 

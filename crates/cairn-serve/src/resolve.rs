@@ -178,7 +178,11 @@ impl TrackingClient {
     }
 
     fn request(&self, url: &str) -> reqwest::RequestBuilder {
-        let req = self.http.get(url);
+        self.authed(self.http.get(url))
+    }
+
+    /// Adds the credentials the `mlflow` client would send: a token wins over a password.
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some(token) = &self.credentials.token {
             req.bearer_auth(token)
         } else if let Some(user) = &self.credentials.username {
@@ -273,22 +277,116 @@ impl TrackingClient {
                 )
             }
             ModelUri::Run { run_id, path } => {
-                let v = self
-                    .get_json(&format!("{API}/runs/get"), &[("run_id", run_id)])
-                    .await?;
-                let root = str_at(&v, &["run", "info", "artifact_uri"])?;
-                let uri = if path.is_empty() {
-                    root
-                } else {
-                    format!("{}/{path}", root.trim_end_matches('/'))
-                };
-                ("1".to_string(), uri)
+                ("1".to_string(), self.run_model_uri(run_id, path).await?)
             }
         };
         Ok(Resolved {
             version,
             location: location_of(&artifact_uri)?,
         })
+    }
+
+    /// `runs:/<run>/<path>`: the run's own artifact directory when it holds a model (files
+    /// logged with `log_artifacts`), else the logged model of that name the run produced
+    /// (where MLflow 3's `log_model` puts the files), as the `mlflow` client resolves it.
+    async fn run_model_uri(&self, run_id: &str, path: &str) -> Result<String, ResolveError> {
+        const API: &str = "/api/2.0/mlflow";
+        let v = self
+            .get_json(&format!("{API}/runs/get"), &[("run_id", run_id)])
+            .await?;
+        let root = str_at(&v, &["run", "info", "artifact_uri"])?;
+        let experiment = str_at(&v, &["run", "info", "experiment_id"])?;
+        let in_run = if path.is_empty() {
+            root
+        } else {
+            format!("{}/{path}", root.trim_end_matches('/'))
+        };
+        if let Ok(Location::Proxied(dir)) = location_of(&in_run) {
+            let listing = self
+                .get_json("/api/2.0/mlflow-artifacts/artifacts", &[("path", &dir)])
+                .await;
+            let has_mlmodel = listing
+                .ok()
+                .and_then(|l| l.get("files").cloned())
+                .is_some_and(|f| {
+                    f.as_array().into_iter().flatten().any(|e| {
+                        e.get("path")
+                            .and_then(Value::as_str)
+                            .is_some_and(|p| p.rsplit('/').next() == Some("MLmodel"))
+                    })
+                });
+            if has_mlmodel || path.is_empty() {
+                return Ok(in_run);
+            }
+        } else {
+            return Ok(in_run);
+        }
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut body = serde_json::json!({
+                "experiment_ids": [experiment],
+                "filter": format!("name = '{}'", path.replace('\'', "\\'")),
+                "max_results": 100,
+            });
+            if let Some(token) = &page_token {
+                body["page_token"] = Value::String(token.clone());
+            }
+            let page = self
+                .post_json(&format!("{API}/logged-models/search"), &body)
+                .await?;
+            let models = page
+                .get("models")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let found = models
+                .iter()
+                .find(|m| m.pointer("/info/source_run_id").and_then(Value::as_str) == Some(run_id));
+            if let Some(model) = found {
+                return model
+                    .pointer("/info/artifact_uri")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        ResolveError::Server("logged model has no artifact_uri".into())
+                    });
+            }
+            match page.get("next_page_token").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => page_token = Some(t.to_string()),
+                _ => {
+                    return Err(ResolveError::Server(format!(
+                        "run {run_id} has no model at '{path}': neither a directory with an \
+                         MLmodel file nor a logged model of that name"
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ResolveError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .authed(
+                self.http
+                    .post(&url)
+                    .json(body)
+                    .timeout(Duration::from_secs(30)),
+            )
+            .send()
+            .await
+            .map_err(|e| ResolveError::Server(format!("POST {url}: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
+            return Err(ResolveError::Server(format!(
+                "POST {path}: {status}: {message}"
+            )));
+        }
+        Ok(body)
     }
 
     async fn download_uri(&self, name: &str, version: &str) -> Result<String, ResolveError> {

@@ -26,6 +26,8 @@ pub enum ServeError {
     BadInput(String),
     #[error("{0}")]
     Overloaded(String),
+    #[error("the request body is larger than the limit of {0} bytes (--max-request-bytes)")]
+    TooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
     #[error("inference failed: {0}")]
@@ -38,6 +40,7 @@ impl ServeError {
         match self {
             ServeError::UnknownModel(_) | ServeError::UnknownVersion { .. } => 404,
             ServeError::BadInput(_) | ServeError::Engine(_) => 400,
+            ServeError::TooLarge(_) => 413,
             ServeError::NotReady(..) | ServeError::Overloaded(_) | ServeError::Unavailable(_) => {
                 503
             }
@@ -55,6 +58,17 @@ pub struct ServeState {
 }
 
 impl ServeState {
+    /// The request body, or the error for one that could not be read (over the limit).
+    pub fn body(
+        &self,
+        body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    ) -> Result<axum::body::Bytes, ServeError> {
+        body.map_err(|e| match e.status().as_u16() {
+            413 => ServeError::TooLarge(self.max_request_bytes),
+            _ => ServeError::BadInput(format!("cannot read the request body: {}", e.body_text())),
+        })
+    }
+
     /// The version serving `name` (and `version`, when the request names one).
     pub fn loaded(&self, name: &str, version: Option<&str>) -> Result<Arc<Loaded>, ServeError> {
         let slot = self

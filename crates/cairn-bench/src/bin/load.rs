@@ -18,9 +18,9 @@ struct Args {
     /// URL to POST to.
     #[arg(long)]
     url: String,
-    /// File holding the request body.
+    /// File holding the request body (POST); without it, GET.
     #[arg(long)]
-    body: std::path::PathBuf,
+    body: Option<std::path::PathBuf>,
     /// Extra header, `Name: value` (repeatable).
     #[arg(long = "header")]
     headers: Vec<String>,
@@ -45,7 +45,7 @@ struct Tally {
 async fn client_loop(
     client: reqwest::Client,
     url: String,
-    body: bytes::Bytes,
+    body: Option<bytes::Bytes>,
     headers: HeaderMap,
     measure_from: Instant,
     stop_at: Instant,
@@ -56,12 +56,11 @@ async fn client_loop(
         if start >= stop_at {
             break;
         }
-        let result = client
-            .post(&url)
-            .headers(headers.clone())
-            .body(body.clone())
-            .send()
-            .await;
+        let request = match &body {
+            Some(body) => client.post(&url).body(body.clone()),
+            None => client.get(&url),
+        };
+        let result = request.headers(headers.clone()).send().await;
         let outcome = match result {
             Ok(resp) => {
                 let status = resp.status();
@@ -98,15 +97,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
+    // One client thread per connection, up to the CPU count: a single client then never
+    // pays for waking a second runtime thread, which would inflate every latency.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.concurrency.clamp(1, cpus))
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let body = bytes::Bytes::from(
-        std::fs::read(&args.body).with_context(|| format!("reading {}", args.body.display()))?,
-    );
+    let body = match &args.body {
+        Some(path) => Some(bytes::Bytes::from(
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        None => None,
+    };
     let mut headers = HeaderMap::new();
     for h in &args.headers {
         let (k, v) = h

@@ -1,0 +1,150 @@
+"""The Python engine: models without an ONNX flavor (scikit-learn, custom pyfunc code) are
+served from mlflow.pyfunc worker processes, behind the same protocols."""
+
+from __future__ import annotations
+
+import mlflow
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from mlflow.models import infer_signature
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from serving_util import assert_close, unique
+
+
+@pytest.fixture(scope="module")
+def sklearn_model(tracking_uri):
+    """An iris LogisticRegression logged with mlflow.sklearn (skops file, column signature)."""
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    name = unique("sk-iris")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            clf,
+            name="model",
+            registered_model_name=name,
+            signature=infer_signature(X, clf.predict(X)),
+        )
+    return name, clf, X, info
+
+
+# Custom pyfunc code, logged as "model from code" (a file, not a pickle): twice each
+# input, as a dataframe with a named column.
+DOUBLER = """
+import mlflow.pyfunc
+import pandas as pd
+
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        scale = (params or {}).get("scale", 2.0)
+        return pd.DataFrame({"doubled": model_input["x"].to_numpy() * scale})
+
+
+mlflow.models.set_model(Doubler())
+"""
+
+
+@pytest.fixture(scope="module")
+def custom_model(tracking_uri, tmp_path_factory):
+    name = unique("doubler")
+    code = tmp_path_factory.mktemp("doubler") / "doubler.py"
+    code.write_text(DOUBLER)
+    X = pd.DataFrame({"x": [1.0, 2.5, -3.0]})
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            registered_model_name=name,
+            signature=infer_signature(X, pd.DataFrame({"doubled": X["x"] * 2})),
+        )
+    return name, X
+
+
+def test_sklearn_model_over_invocations_and_oip(serve, sklearn_model):
+    name, clf, X, _ = sklearn_model
+    served = serve({"sk": f"models:/{name}/1"}, "--instances", "1")
+    meta = requests.get(f"{served.url}/v2/models/sk", timeout=10).json()
+    assert meta["platform"] == "mlflow_pyfunc"
+    assert [i["name"] for i in meta["inputs"]] == list(X.columns)
+    assert {i["datatype"] for i in meta["inputs"]} == {"FP64"}
+
+    rows = X.iloc[[0, 60, 120]]
+    want = clf.predict(rows)
+    body = {"dataframe_split": {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}}
+    r = requests.post(f"{served.url}/invocations", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    # MLflow answers a bare array for an sklearn prediction.
+    assert r.json() == {"predictions": want.tolist()}
+
+    inputs = [
+        {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
+        for c in rows.columns
+    ]
+    r = requests.post(f"{served.url}/v2/models/sk/infer", json={"inputs": inputs}, timeout=30)
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"]
+    assert [o["name"] for o in out] == ["predictions"]
+    assert out[0]["data"] == want.tolist()
+
+    # The engine's signature check applies before Python sees anything.
+    bad = [dict(i, datatype="FP32") for i in inputs]
+    r = requests.post(f"{served.url}/v2/models/sk/infer", json={"inputs": bad}, timeout=30)
+    assert r.status_code == 400
+    assert "the model expects FP64" in r.json()["error"]
+
+
+def test_custom_pyfunc_code_with_params(serve, custom_model):
+    name, X = custom_model
+    served = serve({"dbl": f"models:/{name}/latest"}, "--instances", "1")
+    body = {"dataframe_records": X.to_dict(orient="records")}
+    r = requests.post(f"{served.url}/invocations", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    got = [row["doubled"] for row in r.json()["predictions"]]
+    assert_close(np.array(got), X["x"].to_numpy() * 2)
+
+    body["params"] = {"scale": 3.0}
+    r = requests.post(f"{served.url}/invocations", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    # params are passed through to predict only when the signature declares them, as in
+    # MLflow; this model's signature has none, so the default scale applies.
+    got = [row["doubled"] for row in r.json()["predictions"]]
+    assert_close(np.array(got), X["x"].to_numpy() * 2)
+
+
+def test_a_model_error_is_a_400_and_the_worker_survives(serve, custom_model):
+    name, X = custom_model
+    served = serve({"dbl": f"models:/{name}/1"}, "--instances", "1")
+    # A column the signature declares but with strings: refused before Python.
+    r = requests.post(
+        f"{served.url}/invocations",
+        json={"dataframe_split": {"columns": ["x"], "data": [["a"]]}},
+        timeout=30,
+    )
+    assert r.status_code == 400
+    assert r.json()["error_code"] == "BAD_REQUEST"
+    r = requests.post(
+        f"{served.url}/invocations",
+        json={"dataframe_split": {"columns": ["x"], "data": [[4.0]]}},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [{"doubled": 8.0}]}
+
+
+def test_engine_flag_forces_python_for_an_onnx_model(serve, iris_model):
+    served = serve({"iris": iris_model.uri}, "--engine", "python", "--instances", "1")
+    meta = requests.get(f"{served.url}/v2/models/iris", timeout=10).json()
+    assert meta["platform"] == "mlflow_pyfunc"
+    X = iris_model.X[:3]
+    r = requests.post(f"{served.url}/invocations", json={"inputs": X.tolist()}, timeout=30)
+    assert r.status_code == 200, r.text
+    want = iris_model.predict(X)
+    got = r.json()["predictions"]
+    assert got["label"] == want["label"].tolist()
+    assert_close(np.array(got["probabilities"]), want["probabilities"])
