@@ -27,6 +27,8 @@ pub struct BatchConfig {
     pub max_queue_delay: Duration,
     /// Requests that may wait in the queue before new ones are refused.
     pub queue_capacity: usize,
+    /// How long an engine thread keeps polling for work after a batch before it sleeps.
+    pub spin: Duration,
 }
 
 impl Default for BatchConfig {
@@ -35,6 +37,7 @@ impl Default for BatchConfig {
             max_batch_rows: 256,
             max_queue_delay: Duration::ZERO,
             queue_capacity: 1024,
+            spin: Duration::ZERO,
         }
     }
 }
@@ -146,9 +149,9 @@ impl Worker {
         loop {
             let first = match carried.take() {
                 Some(job) => job,
-                None => match self.rx.recv() {
-                    Ok(job) => job,
-                    Err(_) => return, // queue closed and drained
+                None => match self.next_job() {
+                    Some(job) => job,
+                    None => return, // queue closed and drained
                 },
             };
             let mut batch = vec![first];
@@ -156,6 +159,25 @@ impl Worker {
                 carried = self.fill(&mut batch);
             }
             self.execute(batch);
+        }
+    }
+
+    /// The next request. Right after a batch the thread polls (yielding the CPU between
+    /// polls) for `spin` before it sleeps: a client that sends its next request as soon as
+    /// it has a reply then finds the thread awake, instead of paying for a wake-up, which
+    /// costs tens of microseconds on a virtual machine.
+    fn next_job(&self) -> Option<Job> {
+        let until = std::time::Instant::now() + self.config.spin;
+        loop {
+            match self.rx.try_recv() {
+                Ok(job) => return Some(job),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            if std::time::Instant::now() >= until {
+                return self.rx.recv().ok();
+            }
+            std::thread::yield_now();
         }
     }
 
@@ -475,6 +497,28 @@ mod tests {
         for h in handles {
             h.await.unwrap().unwrap();
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spinning_thread_serves_every_request_and_stops_when_dropped() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let engine = Doubler {
+            sig: sig(),
+            calls: calls.clone(),
+            gate: None,
+        };
+        let config = BatchConfig {
+            spin: Duration::from_millis(2),
+            ..BatchConfig::default()
+        };
+        let batcher = Batcher::start("t", vec![Box::new(engine)], config, None).unwrap();
+        for i in 0..20 {
+            let reply = batcher.infer(input(1, i as f32)).await.unwrap();
+            let doubled = values(1, i as f32).iter().map(|x| x * 2.0).collect();
+            assert_eq!(reply.outputs[0].data, TensorData::Fp32(doubled));
+        }
+        drop(batcher);
+        assert_eq!(calls.lock().unwrap().len(), 20);
     }
 
     #[tokio::test]

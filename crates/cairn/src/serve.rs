@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Requests that may wait per model before new ones get 503.
     #[arg(long, env = "CAIRN_SERVE_QUEUE_CAPACITY", default_value_t = 1024)]
     pub queue_capacity: usize,
+    /// How long an idle engine thread keeps polling for the next request before it sleeps
+    /// (trades CPU for latency; 0 disables).
+    #[arg(long, env = "CAIRN_SERVE_SPIN", default_value = "300us", value_parser = humantime::parse_duration)]
+    pub spin: Duration,
     /// How often aliases are re-resolved (and failed loads retried).
     #[arg(long, env = "CAIRN_SERVE_POLL_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
@@ -124,6 +128,7 @@ impl ServeArgs {
                 max_batch_rows: self.max_batch_rows,
                 max_queue_delay: self.max_queue_delay,
                 queue_capacity: self.queue_capacity,
+                spin: self.spin,
             },
             poll_interval: self.poll_interval,
             max_request_bytes: self.max_request_bytes,
