@@ -9,7 +9,6 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use cairn_infer::tensor::element_count;
 use cairn_infer::{DataType, Tensor, TensorData, TensorSpec};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -198,29 +197,8 @@ fn decode_inputs(inputs: &[InferInputTensor], raw: &[Bytes]) -> Result<Vec<Tenso
         .iter()
         .enumerate()
         .map(|(i, input)| {
-            let datatype = DataType::from_name(&input.datatype).ok_or_else(|| {
-                bad(format!(
-                    "input '{}' has unknown datatype '{}'",
-                    input.name, input.datatype
-                ))
-            })?;
-            let shape = input
-                .shape
-                .iter()
-                .map(|d| usize::try_from(*d))
-                .collect::<Result<Vec<usize>, _>>()
-                .map_err(|_| {
-                    bad(format!(
-                        "input '{}' has a negative dimension in its shape {:?}",
-                        input.name, input.shape
-                    ))
-                })?;
-            let count = element_count(&shape).ok_or_else(|| {
-                bad(format!(
-                    "input '{}' has an impossibly large shape",
-                    input.name
-                ))
-            })?;
+            let (datatype, shape, count) =
+                crate::serving::input_header(&input.name, &input.datatype, &input.shape)?;
             let contents = input.contents.as_ref().filter(|c| !is_empty(c));
             let data = match (raw.get(i), contents) {
                 (Some(_), Some(_)) => {

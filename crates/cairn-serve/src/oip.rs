@@ -12,8 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_infer::tensor::element_count;
-use cairn_infer::{DataType, Tensor, TensorData, TensorSpec};
+use cairn_infer::{Tensor, TensorData, TensorSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -237,29 +236,8 @@ fn split_body<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<(&'b [u8], &'b 
 fn decode_inputs(inputs: &[RequestInput<'_>], mut binary: &[u8]) -> Result<Vec<Tensor>, OipError> {
     let mut tensors = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let datatype = DataType::from_name(&input.datatype).ok_or_else(|| {
-            bad(format!(
-                "input '{}' has unknown datatype '{}'",
-                input.name, input.datatype
-            ))
-        })?;
-        let shape = input
-            .shape
-            .iter()
-            .map(|d| usize::try_from(*d))
-            .collect::<Result<Vec<usize>, _>>()
-            .map_err(|_| {
-                bad(format!(
-                    "input '{}' has a negative dimension in its shape {:?}",
-                    input.name, input.shape
-                ))
-            })?;
-        let count = element_count(&shape).ok_or_else(|| {
-            bad(format!(
-                "input '{}' has an impossibly large shape",
-                input.name
-            ))
-        })?;
+        let (datatype, shape, count) =
+            crate::serving::input_header(&input.name, &input.datatype, &input.shape)?;
         let binary_size = input
             .parameters
             .as_ref()

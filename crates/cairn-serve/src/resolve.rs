@@ -194,13 +194,21 @@ impl TrackingClient {
 
     async fn get_json(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ResolveError> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .request(&url)
-            .query(query)
+        let req = self.request(&url).query(query);
+        Self::send_json("GET", path, req).await
+    }
+
+    /// Sends an API call and returns its JSON body, or the server's error message.
+    async fn send_json(
+        method: &str,
+        path: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Value, ResolveError> {
+        let resp = req
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| ResolveError::Server(format!("GET {url}: {e}")))?;
+            .map_err(|e| ResolveError::Server(format!("{method} {path}: {e}")))?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -209,7 +217,7 @@ impl TrackingClient {
                 .and_then(Value::as_str)
                 .unwrap_or("no message");
             return Err(ResolveError::Server(format!(
-                "GET {path}: {status}: {message}"
+                "{method} {path}: {status}: {message}"
             )));
         }
         Ok(body)
@@ -365,28 +373,7 @@ impl TrackingClient {
 
     async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ResolveError> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .authed(
-                self.http
-                    .post(&url)
-                    .json(body)
-                    .timeout(Duration::from_secs(30)),
-            )
-            .send()
-            .await
-            .map_err(|e| ResolveError::Server(format!("POST {url}: {e}")))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = body
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
-            return Err(ResolveError::Server(format!(
-                "POST {path}: {status}: {message}"
-            )));
-        }
-        Ok(body)
+        Self::send_json("POST", path, self.authed(self.http.post(&url).json(body))).await
     }
 
     async fn download_uri(&self, name: &str, version: &str) -> Result<String, ResolveError> {

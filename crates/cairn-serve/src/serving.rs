@@ -117,6 +117,30 @@ impl ServeState {
     }
 }
 
+/// Parses the header of one protocol input tensor: its datatype name and shape, giving the
+/// datatype, the shape as sizes and the element count.
+pub fn input_header(
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+) -> Result<(cairn_infer::DataType, Vec<usize>, usize), ServeError> {
+    let bad = |msg: String| ServeError::BadInput(msg);
+    let datatype = cairn_infer::DataType::from_name(datatype)
+        .ok_or_else(|| bad(format!("input '{name}' has unknown datatype '{datatype}'")))?;
+    let dims = shape
+        .iter()
+        .map(|d| usize::try_from(*d))
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(|_| {
+            bad(format!(
+                "input '{name}' has a negative dimension in its shape {shape:?}"
+            ))
+        })?;
+    let count = cairn_infer::tensor::element_count(&dims)
+        .ok_or_else(|| bad(format!("input '{name}' has an impossibly large shape")))?;
+    Ok((datatype, dims, count))
+}
+
 /// Checks inputs against the signature and puts them in its order: every declared input
 /// exactly once, with its datatype and a shape that fits.
 pub fn order_inputs(sig: &ModelSignature, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServeError> {
