@@ -236,3 +236,20 @@ def test_batching_under_delay_combines_requests(serve, iris_model):
     # One warm-up call plus fewer calls than requests.
     assert calls < n, f"{calls} engine calls for {n} concurrent requests: no batching"
     assert metric_value(text, "cairn_inference_batch_rows_sum", **base) == n + 1
+
+
+def test_responses_carry_a_request_id(serve, iris_model):
+    served = serve({"iris": iris_model.uri}, grpc=False)
+    body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                        "data": iris_model.X[0].tolist()}]}
+    r = requests.post(f"{served.url}/v2/models/iris/infer", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    first = r.headers.get("x-request-id")
+    assert first and len(first) >= 32, r.headers
+    r = requests.post(f"{served.url}/v2/models/iris/infer", json=body, timeout=30)
+    assert r.headers.get("x-request-id") not in (None, first)
+    # A caller's own id is kept and echoed, also on errors.
+    r = requests.post(f"{served.url}/v2/models/nope/infer", json=body, timeout=30,
+                      headers={"x-request-id": "trace-42"})
+    assert r.status_code == 404
+    assert r.headers.get("x-request-id") == "trace-42"

@@ -32,6 +32,9 @@ use axum::Router;
 use cairn_infer::BatchConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
 
 use crate::engines::EngineConfig;
 use crate::metrics::Metrics;
@@ -164,12 +167,33 @@ impl ServeApp {
 /// Every HTTP route of the serving app.
 pub fn router(state: ServeState) -> Router {
     let limit = state.max_request_bytes;
+    // Requests get an x-request-id (kept if the client sent one) that is echoed back and
+    // carried by a DEBUG access-log line (`CAIRN_LOG=cairn_serve=debug,tower_http=debug`):
+    // at tens of thousands of requests per second an INFO line each would cost more
+    // than the inference.
+    let access_log = TraceLayer::new_for_http()
+        .make_span_with(|req: &axum::extract::Request| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::debug_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        })
+        .on_response(
+            DefaultOnResponse::new()
+                .level(tracing::Level::DEBUG)
+                .latency_unit(LatencyUnit::Micros),
+        );
     Router::new()
         .merge(oip::routes())
         .merge(invocations::routes())
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(access_log)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
