@@ -259,6 +259,15 @@ impl TensorData {
         if raw.len() != expected {
             return Err(size_err(expected));
         }
+        // The body gives no alignment guarantee, so elements are copied out (in one
+        // memcpy on little-endian machines).
+        #[cfg(target_endian = "little")]
+        macro_rules! chunks {
+            ($t:ty, $n:literal) => {
+                bytemuck::pod_collect_to_vec::<u8, $t>(raw)
+            };
+        }
+        #[cfg(not(target_endian = "little"))]
         macro_rules! chunks {
             ($t:ty, $n:literal) => {
                 raw.chunks_exact($n)
@@ -289,6 +298,14 @@ impl TensorData {
 
     /// Encodes in the binary tensor extension's layout (the inverse of `from_le_bytes`).
     pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+        // On little-endian machines the wire layout is the memory layout: one copy.
+        #[cfg(target_endian = "little")]
+        macro_rules! put {
+            ($v:expr) => {
+                out.extend_from_slice(bytemuck::cast_slice($v.as_slice()))
+            };
+        }
+        #[cfg(not(target_endian = "little"))]
         macro_rules! put {
             ($v:expr) => {{
                 out.reserve(std::mem::size_of_val($v.as_slice()));
