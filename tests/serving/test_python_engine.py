@@ -61,7 +61,9 @@ def custom_model(tracking_uri, tmp_path_factory):
             name="model",
             python_model=str(code),
             registered_model_name=name,
-            signature=infer_signature(X, pd.DataFrame({"doubled": X["x"] * 2})),
+            signature=infer_signature(
+                X, pd.DataFrame({"doubled": X["x"] * 2}), params={"scale": 2.0}
+            ),
         )
     return name, X
 
@@ -108,13 +110,12 @@ def test_custom_pyfunc_code_with_params(serve, custom_model):
     got = [row["doubled"] for row in r.json()["predictions"]]
     assert_close(np.array(got), X["x"].to_numpy() * 2)
 
+    # params reach predict (the signature declares `scale`), as with mlflow models serve.
     body["params"] = {"scale": 3.0}
     r = requests.post(f"{served.url}/invocations", json=body, timeout=30)
     assert r.status_code == 200, r.text
-    # params are passed through to predict only when the signature declares them, as in
-    # MLflow; this model's signature has none, so the default scale applies.
     got = [row["doubled"] for row in r.json()["predictions"]]
-    assert_close(np.array(got), X["x"].to_numpy() * 2)
+    assert_close(np.array(got), X["x"].to_numpy() * 3)
 
 
 def test_a_model_error_is_a_400_and_the_worker_survives(serve, custom_model):

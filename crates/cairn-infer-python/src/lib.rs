@@ -68,6 +68,9 @@ struct WireSpec<'a> {
 #[derive(Serialize)]
 struct RequestHeader<'a> {
     inputs: Vec<WireSpec<'a>>,
+    /// MLflow `params`, passed to `predict(data, params=...)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -175,14 +178,24 @@ impl PythonBackend {
         }
     }
 
-    fn call(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+    fn call(
+        &mut self,
+        inputs: &[Tensor],
+        params: Option<&str>,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let params: Option<&serde_json::value::RawValue> = match params {
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                BackendError::Inference(format!("params are not a JSON object: {e}"))
+            })?),
+            None => None,
+        };
         if self.worker.is_none() {
             self.worker = Some(self.spawn()?);
         }
         let Some(worker) = self.worker.as_mut() else {
             return Err(BackendError::Inference("no Python worker".into()));
         };
-        let result = exchange(worker, inputs);
+        let result = exchange(worker, inputs, params);
         if let Err(Broken(e)) = &result {
             // The process died or the stream is out of sync: start afresh next call.
             tracing::warn!(model = %self.model_dir.display(), error = %e, "python worker lost; restarting on next request");
@@ -201,7 +214,11 @@ impl PythonBackend {
 /// An I/O failure after which the worker cannot be trusted.
 struct Broken(String);
 
-fn exchange(worker: &mut Worker, inputs: &[Tensor]) -> Result<Result<Vec<Tensor>, String>, Broken> {
+fn exchange(
+    worker: &mut Worker,
+    inputs: &[Tensor],
+    params: Option<&serde_json::value::RawValue>,
+) -> Result<Result<Vec<Tensor>, String>, Broken> {
     let mut payloads = Vec::with_capacity(inputs.len());
     for t in inputs {
         let mut raw = Vec::new();
@@ -219,6 +236,7 @@ fn exchange(worker: &mut Worker, inputs: &[Tensor]) -> Result<Result<Vec<Tensor>
                 nbytes: raw.len(),
             })
             .collect(),
+        params,
     };
     let json = serde_json::to_vec(&header).map_err(|e| Broken(e.to_string()))?;
     let len = u32::try_from(json.len()).map_err(|_| Broken("header too large".into()))?;
@@ -275,6 +293,14 @@ impl Backend for PythonBackend {
     }
 
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
-        self.call(inputs)
+        self.call(inputs, None)
+    }
+
+    fn infer_with_params(
+        &mut self,
+        inputs: &[Tensor],
+        params: Option<&str>,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        self.call(inputs, params)
     }
 }

@@ -66,6 +66,17 @@ pub trait Backend: Send {
 
     /// Runs the model. Inputs are in signature order, already checked against it.
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError>;
+
+    /// Runs the model with inference parameters (a JSON object, as MLflow's `params`).
+    /// Engines whose models take no parameters ignore them.
+    fn infer_with_params(
+        &mut self,
+        inputs: &[Tensor],
+        params: Option<&str>,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let _ = params;
+        self.infer(inputs)
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,8 @@ pub type BatchHook = Arc<dyn Fn(usize, Duration) + Send + Sync>;
 
 struct Job {
     inputs: Vec<Tensor>,
+    /// Inference parameters (a JSON object); requests share a batch only with equal ones.
+    params: Option<Arc<str>>,
     rows: usize,
     enqueued: Instant,
     reply: oneshot::Sender<Result<Reply, InferError>>,
@@ -118,10 +120,20 @@ impl Batcher {
 
     /// Queues a request and waits for its outputs without blocking the async runtime.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
+        self.infer_with_params(inputs, None).await
+    }
+
+    /// `infer` with inference parameters (a JSON object) for the engine.
+    pub async fn infer_with_params(
+        &self,
+        inputs: Vec<Tensor>,
+        params: Option<Arc<str>>,
+    ) -> Result<Reply, InferError> {
         let (reply, rx) = oneshot::channel();
         let rows = inputs.first().map_or(1, Tensor::rows);
         let job = Job {
             inputs,
+            params,
             rows,
             enqueued: Instant::now(),
             reply,
@@ -210,7 +222,9 @@ impl Worker {
         let started = Instant::now();
         if batch.len() == 1 {
             if let Some(job) = batch.pop() {
-                let result = self.engine.infer(&job.inputs);
+                let result = self
+                    .engine
+                    .infer_with_params(&job.inputs, job.params.as_deref());
                 self.observe(job.rows, started);
                 let rows = job.rows;
                 finish(job, started, rows, result.map_err(|e| e.to_string()));
@@ -219,7 +233,8 @@ impl Worker {
         }
         let total: usize = batch.iter().map(|j| j.rows).sum();
         let stacked = stack_inputs(&batch, total);
-        let result = self.engine.infer(&stacked);
+        let params = batch[0].params.clone();
+        let result = self.engine.infer_with_params(&stacked, params.as_deref());
         self.observe(total, started);
         match result {
             Ok(outputs)
@@ -239,7 +254,9 @@ impl Worker {
             _ => {
                 for job in batch {
                     let started = Instant::now();
-                    let result = self.engine.infer(&job.inputs);
+                    let result = self
+                        .engine
+                        .infer_with_params(&job.inputs, job.params.as_deref());
                     self.observe(job.rows, started);
                     let rows = job.rows;
                     finish(job, started, rows, result.map_err(|e| e.to_string()));
@@ -267,10 +284,11 @@ fn finish(job: Job, started: Instant, batch_rows: usize, result: Result<Vec<Tens
     let _ = job.reply.send(reply);
 }
 
-/// Two requests can share an engine call when their inputs agree in names, datatypes
-/// and every dimension but the first.
+/// Two requests can share an engine call when their parameters are equal and their
+/// inputs agree in names, datatypes and every dimension but the first.
 fn stackable(a: &Job, b: &Job) -> bool {
-    a.inputs.len() == b.inputs.len()
+    a.params == b.params
+        && a.inputs.len() == b.inputs.len()
         && a.inputs.iter().zip(&b.inputs).all(|(x, y)| {
             x.name == y.name
                 && x.datatype() == y.datatype()
@@ -468,6 +486,42 @@ mod tests {
         }
         // 3 + 2 would exceed 4 rows, so the waiting requests run as 3 and then 2 + 2.
         assert_eq!(*calls.lock().unwrap(), vec![1, 3, 4]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_with_different_params_never_share_a_call() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (engine, gate) = gated(calls.clone());
+        let batcher = Arc::new(
+            Batcher::start("t", vec![Box::new(engine)], BatchConfig::default(), None).unwrap(),
+        );
+        let mut handles = Vec::new();
+        let params = [
+            None,
+            Some("{\"k\":1}"),
+            Some("{\"k\":2}"),
+            Some("{\"k\":1}"),
+        ];
+        for (i, p) in params.into_iter().enumerate() {
+            let b = batcher.clone();
+            let p: Option<Arc<str>> = p.map(Arc::from);
+            handles.push(tokio::spawn(async move {
+                b.infer_with_params(input(1, 0.0), p).await
+            }));
+            if i == 0 {
+                gate.entered.recv().unwrap();
+            } else {
+                wait_queued(&batcher, i).await;
+            }
+        }
+        for _ in 0..4 {
+            gate.permit.send(()).unwrap();
+        }
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+        // Without the params check the three waiting requests would be one call of 3.
+        assert_eq!(*calls.lock().unwrap(), vec![1, 1, 1, 1]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

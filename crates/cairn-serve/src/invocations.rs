@@ -147,9 +147,11 @@ async fn score(
 ) -> Result<Response, MlflowError> {
     let loaded = s.loaded(name, None)?;
     let body = s.body(body)?;
-    let input = parse_body(headers, &body)?;
+    let (input, params) = parse_body(headers, &body)?;
     let (tensors, frame) = to_tensors(input, &loaded.signature.inputs)?;
-    let outputs = s.infer(&loaded, tensors, Protocol::Invocations).await?;
+    let outputs = s
+        .infer_with_params(&loaded, tensors, params, Protocol::Invocations)
+        .await?;
     render(&loaded, &outputs, frame)
 }
 
@@ -175,7 +177,10 @@ fn unsupported(message: String) -> MlflowError {
     }
 }
 
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Input, MlflowError> {
+/// The parsed input and MLflow `params` (a JSON object's text; CSV has none).
+type Parsed = (Input, Option<std::sync::Arc<str>>);
+
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Parsed, MlflowError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -196,7 +201,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Input, MlflowError> {
     }
     match mime {
         "application/json" => parse_json(body),
-        "text/csv" => parse_csv(body),
+        "text/csv" => parse_csv(body).map(|input| (input, None)),
         _ => Err(unsupported(format!(
             "This predictor only supports the following content types: Types: \
              ['text/csv', 'application/json']. Got '{content_type}'."
@@ -204,7 +209,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Input, MlflowError> {
     }
 }
 
-fn parse_json(body: &[u8]) -> Result<Input, MlflowError> {
+fn parse_json(body: &[u8]) -> Result<Parsed, MlflowError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         MlflowError::bad(format!(
             "Invalid input. Ensure that input is a valid JSON formatted string. Error: '{e}'"
@@ -227,14 +232,14 @@ fn parse_json(body: &[u8]) -> Result<Input, MlflowError> {
             "{REQUIRED_INPUT_FORMAT}. Received dictionary with input fields: {present:?}."
         )));
     }
-    if let Some(params) = map.get("params") {
-        if !params.is_object() {
-            return Err(MlflowError::bad("'params' must be a JSON object"));
-        }
-    }
+    let params = match map.get("params") {
+        None | Some(Value::Null) => None,
+        Some(p @ Value::Object(_)) => Some(std::sync::Arc::from(p.to_string())),
+        Some(_) => return Err(MlflowError::bad("'params' must be a JSON object")),
+    };
     let format = present[0];
     let payload = map.remove(format).unwrap_or(Value::Null);
-    match format {
+    let input = match format {
         "dataframe_split" => frame_split(payload),
         // Parsed again with key order kept (a `Value` map sorts keys), since the order of
         // a record's keys is the column order a single-input model is fed in.
@@ -247,7 +252,8 @@ fn parse_json(body: &[u8]) -> Result<Input, MlflowError> {
             Value::Object(named) => Ok(Input::Named(named.into_iter().collect())),
             other => Ok(Input::Array(other)),
         },
-    }
+    }?;
+    Ok((input, params))
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -748,7 +754,9 @@ mod tests {
     }
 
     fn json_input(body: &str) -> Result<Input, String> {
-        parse_json(body.as_bytes()).map_err(|e| e.message)
+        parse_json(body.as_bytes())
+            .map(|(input, _)| input)
+            .map_err(|e| e.message)
     }
 
     #[test]

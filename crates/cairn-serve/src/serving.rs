@@ -99,13 +99,28 @@ impl ServeState {
         inputs: Vec<Tensor>,
         protocol: Protocol,
     ) -> Result<Vec<Tensor>, ServeError> {
+        self.infer_with_params(loaded, inputs, None, protocol).await
+    }
+
+    /// `infer` with inference parameters (MLflow's `params`, a JSON object).
+    pub async fn infer_with_params(
+        &self,
+        loaded: &Loaded,
+        inputs: Vec<Tensor>,
+        params: Option<Arc<str>>,
+        protocol: Protocol,
+    ) -> Result<Vec<Tensor>, ServeError> {
         let started = Instant::now();
         let result = match order_inputs(&loaded.signature, inputs) {
-            Ok(inputs) => loaded.batcher.infer(inputs).await.map_err(|e| match e {
-                InferError::QueueFull(_) => ServeError::Overloaded(e.to_string()),
-                InferError::Stopped => ServeError::Unavailable(e.to_string()),
-                InferError::Engine(msg) => ServeError::Engine(msg),
-            }),
+            Ok(inputs) => loaded
+                .batcher
+                .infer_with_params(inputs, params)
+                .await
+                .map_err(|e| match e {
+                    InferError::QueueFull(_) => ServeError::Overloaded(e.to_string()),
+                    InferError::Stopped => ServeError::Unavailable(e.to_string()),
+                    InferError::Engine(msg) => ServeError::Engine(msg),
+                }),
             Err(e) => Err(e),
         };
         loaded
