@@ -108,14 +108,27 @@ step "PostgreSQL at $(pg_url_redacted)"
 ensure_postgres
 drop_stale_databases
 
-step "Python venv with the pinned mlflow client ($VENV)"
-if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
-fi
-# pip is quick when everything is already installed at the pinned versions.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r tests/conformance/requirements.txt -r tests/serving/requirements.txt
-"$VENV/bin/python" -c "import mlflow; assert mlflow.__version__ == '3.17.2', mlflow.__version__"
+step "Python venv with the pinned mlflow client ($VENV), installing in the background"
+# pip is mostly download and unpacking, so it runs while cargo compiles; the Python
+# suites wait for it (and the script fails with pip's output if it failed).
+VENV_LOG="$(mktemp -t cairn-venv.XXXXXX)"
+(
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$VENV"
+    fi
+    # pip is quick when everything is already installed at the pinned versions.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r tests/conformance/requirements.txt -r tests/serving/requirements.txt
+    "$VENV/bin/python" -c "import mlflow; assert mlflow.__version__ == '3.17.2', mlflow.__version__"
+) >"$VENV_LOG" 2>&1 &
+VENV_PID=$!
+wait_for_venv() {
+    if ! wait "$VENV_PID"; then
+        cat "$VENV_LOG" >&2
+        die "could not create the Python venv at $VENV (pip output above)"
+    fi
+    echo "venv ready: $("$VENV/bin/python" -c 'import mlflow, tritonclient, sys; print("mlflow", mlflow.__version__, "python", sys.version.split()[0])')"
+}
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -128,6 +141,9 @@ cargo test --workspace
 
 step "build the server binary for the conformance suite"
 cargo build -p cairn --bin cairn
+
+step "Python venv (waiting for the background install)"
+wait_for_venv
 
 step "Python conformance suite on SQLite (real mlflow==3.17.2 client)"
 CAIRN_BIN="$ROOT/target/debug/cairn" \
