@@ -329,19 +329,7 @@ fn encode_outputs(
     } else {
         requested
             .iter()
-            .map(|r| {
-                outputs.iter().find(|o| o.name == r.name).ok_or_else(|| {
-                    bad(format!(
-                        "unknown output '{}'; the model's outputs are: {}",
-                        r.name,
-                        outputs
-                            .iter()
-                            .map(|o| o.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })
-            })
+            .map(|r| crate::serving::find_output(outputs, &r.name))
             .collect::<Result<_, _>>()?
     };
     let mut tensors = Vec::with_capacity(wanted.len());

@@ -8,12 +8,12 @@
 //! poll.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use cairn_infer::{BatchConfig, Batcher, DataType, ModelSignature, Tensor, TensorData};
+use cairn_infer::{BatchConfig, Batcher, ModelSignature, Tensor, TensorData};
 
 use crate::engines::{self, EngineConfig};
 use crate::metrics::{Metrics, ModelMetrics};
@@ -305,46 +305,31 @@ pub fn synthetic_inputs(signature: &ModelSignature) -> Vec<Tensor> {
     signature
         .inputs
         .iter()
-        .map(|spec| {
+        .filter_map(|spec| {
             let shape: Vec<usize> = spec
                 .shape
                 .iter()
                 .map(|d| usize::try_from(*d).unwrap_or(1).max(1))
                 .collect();
             let n: usize = shape.iter().product();
-            let data = match spec.datatype {
-                DataType::Bool => TensorData::Bool(vec![false; n]),
-                DataType::Uint8 => TensorData::Uint8(vec![0; n]),
-                DataType::Uint16 => TensorData::Uint16(vec![0; n]),
-                DataType::Uint32 => TensorData::Uint32(vec![0; n]),
-                DataType::Uint64 => TensorData::Uint64(vec![0; n]),
-                DataType::Int8 => TensorData::Int8(vec![0; n]),
-                DataType::Int16 => TensorData::Int16(vec![0; n]),
-                DataType::Int32 => TensorData::Int32(vec![0; n]),
-                DataType::Int64 => TensorData::Int64(vec![0; n]),
-                DataType::Fp16 => TensorData::Fp16(vec![0; n]),
-                DataType::Fp32 => TensorData::Fp32(vec![0.0; n]),
-                DataType::Fp64 => TensorData::Fp64(vec![0.0; n]),
-                DataType::Bytes => TensorData::Bytes(vec![Vec::new(); n]),
-            };
-            Tensor {
+            // All-zero bytes decode as zeros of every width, false, and (4 zero bytes per
+            // element being a zero length) empty strings.
+            let zeros = vec![0u8; n * spec.datatype.element_size().unwrap_or(4)];
+            let data = TensorData::from_le_bytes(&spec.name, spec.datatype, n, &zeros).ok()?;
+            Some(Tensor {
                 name: spec.name.clone(),
                 shape,
                 data,
-            }
+            })
         })
         .collect()
-}
-
-/// Whether a path looks like a model directory (used for clearer errors at startup).
-pub fn is_model_dir(dir: &Path) -> bool {
-    dir.join("MLmodel").is_file()
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use cairn_infer::DataType;
 
     #[test]
     fn cache_names_are_safe_and_distinct() {
@@ -368,5 +353,15 @@ mod tests {
         let t = synthetic_inputs(&sig);
         assert_eq!(t[0].shape, vec![1, 4]);
         assert_eq!(t[0].data, TensorData::Fp32(vec![0.0; 4]));
+        let strings = ModelSignature {
+            inputs: vec![cairn_infer::TensorSpec {
+                name: "s".into(),
+                datatype: DataType::Bytes,
+                shape: vec![-1, 2],
+            }],
+            outputs: vec![],
+        };
+        let t = synthetic_inputs(&strings);
+        assert_eq!(t[0].data, TensorData::Bytes(vec![Vec::new(); 2]));
     }
 }

@@ -339,17 +339,7 @@ fn respond(
         Some(requested) if !requested.is_empty() => requested
             .iter()
             .map(|r| {
-                let t = outputs.iter().find(|o| o.name == r.name).ok_or_else(|| {
-                    bad(format!(
-                        "unknown output '{}'; the model's outputs are: {}",
-                        r.name,
-                        outputs
-                            .iter()
-                            .map(|o| o.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
+                let t = crate::serving::find_output(outputs, &r.name)?;
                 Ok((t, all_binary || param_bool(&r.parameters, "binary_data")))
             })
             .collect::<Result<_, OipError>>()?,

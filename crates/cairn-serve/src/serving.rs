@@ -132,6 +132,17 @@ impl ServeState {
     }
 }
 
+/// The output a request asked for by name, or the error naming the ones there are.
+pub fn find_output<'t>(outputs: &'t [Tensor], name: &str) -> Result<&'t Tensor, ServeError> {
+    outputs.iter().find(|o| o.name == name).ok_or_else(|| {
+        let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        ServeError::BadInput(format!(
+            "unknown output '{name}'; the model's outputs are: {}",
+            names.join(", ")
+        ))
+    })
+}
+
 /// Parses the header of one protocol input tensor: its datatype name and shape, giving the
 /// datatype, the shape as sizes and the element count.
 pub fn input_header(
