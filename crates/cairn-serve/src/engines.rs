@@ -1,8 +1,9 @@
 //! Choosing and starting the engine for a model directory.
 //!
-//! Automatic choice: a model with an `onnx` flavor runs on onnxruntime in-process;
-//! anything else with a `python_function` flavor (scikit-learn, skops, custom pyfunc) runs
-//! in Python worker processes, which are the only place such formats are deserialised.
+//! Automatic choice: a model with an `onnx` flavor runs on onnxruntime in-process, or on
+//! tract (pure Rust) when no onnxruntime library can be loaded on this machine; anything
+//! else with a `python_function` flavor (scikit-learn, skops, custom pyfunc) runs in Python
+//! worker processes, which are the only place such formats are deserialised.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ pub enum EngineChoice {
     /// Pick from the model's flavors.
     Auto,
     Onnxruntime,
+    Tract,
     Python,
 }
 
@@ -26,9 +28,10 @@ impl EngineChoice {
         match s {
             "auto" => Ok(EngineChoice::Auto),
             "onnxruntime" | "ort" => Ok(EngineChoice::Onnxruntime),
+            "tract" => Ok(EngineChoice::Tract),
             "python" => Ok(EngineChoice::Python),
             other => Err(format!(
-                "unknown engine '{other}'; expected auto, onnxruntime or python"
+                "unknown engine '{other}'; expected auto, onnxruntime, tract or python"
             )),
         }
     }
@@ -69,8 +72,18 @@ pub fn start(
     let onnx = mlmodel.onnx_file(dir);
     let pyfunc = mlmodel.flavors.contains_key("python_function");
     let flavors = || mlmodel.flavor_names().join(", ");
+    // Why onnxruntime was passed over, when tract runs an ONNX model instead.
+    let mut ort_missing = None;
     let choice = match config.choice {
-        EngineChoice::Auto if onnx.is_some() => EngineChoice::Onnxruntime,
+        EngineChoice::Auto if onnx.is_some() => match ort_available(config) {
+            Ok(()) => EngineChoice::Onnxruntime,
+            Err(why) if cfg!(feature = "tract") => {
+                tracing::info!(reason = %why, "onnxruntime is not available; serving ONNX with tract");
+                ort_missing = Some(why);
+                EngineChoice::Tract
+            }
+            Err(_) => EngineChoice::Onnxruntime,
+        },
         EngineChoice::Auto if pyfunc => EngineChoice::Python,
         EngineChoice::Auto => {
             return Err(format!(
@@ -90,6 +103,18 @@ pub fn start(
                 )
             })?;
             start_ort(&file, config)
+        }
+        EngineChoice::Tract => {
+            let file = onnx.ok_or_else(|| {
+                format!(
+                    "--engine tract needs an onnx flavor; this model has [{}]",
+                    flavors()
+                )
+            })?;
+            start_tract(&file, config).map_err(|e| match ort_missing {
+                Some(why) => format!("onnxruntime is not available ({why}), and {e}"),
+                None => e,
+            })
         }
         EngineChoice::Python => {
             if !pyfunc {
@@ -225,6 +250,32 @@ fn start_ort(file: &Path, config: &EngineConfig) -> Result<Vec<Box<dyn Backend>>
         .collect()
 }
 
+#[cfg(feature = "ort")]
+fn ort_available(config: &EngineConfig) -> Result<(), String> {
+    cairn_infer_ort::environment(config.ort_library.as_deref())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "ort"))]
+fn ort_available(_: &EngineConfig) -> Result<(), String> {
+    Err("this build of cairn has no onnxruntime engine (cargo feature `ort`)".into())
+}
+
+/// tract instances share one optimised plan: it is loaded once, whatever `instances`.
+#[cfg(feature = "tract")]
+fn start_tract(file: &Path, config: &EngineConfig) -> Result<Vec<Box<dyn Backend>>, String> {
+    let backend = cairn_infer_tract::TractBackend::load(file).map_err(|e| e.to_string())?;
+    Ok((0..config.instances.max(1))
+        .map(|_| Box::new(backend.clone()) as Box<dyn Backend>)
+        .collect())
+}
+
+#[cfg(not(feature = "tract"))]
+fn start_tract(_: &Path, _: &EngineConfig) -> Result<Vec<Box<dyn Backend>>, String> {
+    Err("this build of cairn has no tract engine (cargo feature `tract`)".into())
+}
+
 #[cfg(not(feature = "ort"))]
 fn start_ort(_: &Path, _: &EngineConfig) -> Result<Vec<Box<dyn Backend>>, String> {
     Err("this build of cairn has no onnxruntime engine (cargo feature `ort`)".into())
@@ -261,5 +312,6 @@ mod tests {
         let none = MlModel::parse("flavors: {python_function: {}}\n").unwrap();
         assert!(pyfunc_signature(&none).unwrap_err().contains("signature"));
         assert!(EngineChoice::parse("tensorflow").is_err());
+        assert_eq!(EngineChoice::parse("tract"), Ok(EngineChoice::Tract));
     }
 }

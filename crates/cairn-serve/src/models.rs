@@ -36,10 +36,11 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The OIP platform name: `onnxruntime_onnx` or `mlflow_pyfunc`.
+    /// The OIP platform name: `onnxruntime_onnx`, `tract_onnx` or `mlflow_pyfunc`.
     pub fn platform(&self) -> &'static str {
         match self.engine {
             "onnxruntime" => "onnxruntime_onnx",
+            "tract" => "tract_onnx",
             "python" => "mlflow_pyfunc",
             other => other,
         }

@@ -34,8 +34,8 @@ pub struct ServeArgs {
     /// Do not serve gRPC.
     #[arg(long)]
     pub no_grpc: bool,
-    /// Engine: auto (onnx flavor → onnxruntime, other pyfunc flavors → python), onnxruntime
-    /// or python.
+    /// Engine: auto (onnx flavor → onnxruntime, or tract when no onnxruntime library is
+    /// found; other pyfunc flavors → python), onnxruntime, tract or python.
     #[arg(long, env = "CAIRN_SERVE_ENGINE", default_value = "auto")]
     pub engine: String,
     /// Engine instances per model, each on its own thread (default: one per CPU, at most 4).
