@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from mlflow.models import infer_signature
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -116,6 +118,23 @@ def test_custom_pyfunc_code_with_params(serve, custom_model):
     assert r.status_code == 200, r.text
     got = [row["doubled"] for row in r.json()["predictions"]]
     assert_close(np.array(got), X["x"].to_numpy() * 3)
+
+    # OIP request parameters are the model's params too (the protocol's own keys, such
+    # as binary_data_output, are not), over REST and gRPC, with the real clients.
+    x = X["x"].to_numpy()
+    http = httpclient.InferenceServerClient(served.url.removeprefix("http://"))
+    inp = httpclient.InferInput("x", [len(x)], "FP64")
+    inp.set_data_from_numpy(x, binary_data=True)
+    out = [httpclient.InferRequestedOutput("doubled", binary_data=True)]
+    res = http.infer("dbl", [inp], outputs=out, parameters={"scale": 5.0})
+    assert_close(res.as_numpy("doubled"), x * 5)
+    res = http.infer("dbl", [inp], outputs=out)
+    assert_close(res.as_numpy("doubled"), x * 2)
+    grpc = grpcclient.InferenceServerClient(served.grpc_target)
+    ginp = grpcclient.InferInput("x", [len(x)], "FP64")
+    ginp.set_data_from_numpy(x)
+    res = grpc.infer("dbl", [ginp], parameters={"scale": 0.5})
+    assert_close(res.as_numpy("doubled"), x * 0.5)
 
 
 def test_a_model_error_is_a_400_and_the_worker_survives(serve, custom_model):

@@ -179,8 +179,28 @@ async fn infer(
     request: proto::ModelInferRequest,
 ) -> Result<proto::ModelInferResponse, ServeError> {
     let inputs = decode_inputs(&request.inputs, &request.raw_input_contents)?;
-    let outputs = state.infer(loaded, inputs, Protocol::Grpc).await?;
+    let params = crate::serving::model_params(
+        request
+            .parameters
+            .iter()
+            .filter_map(|(k, p)| Some((k, parameter_json(p)?))),
+    );
+    let outputs = state
+        .infer_with_params(loaded, inputs, params, Protocol::Grpc)
+        .await?;
     encode_outputs(loaded, request.id, &request.outputs, &outputs)
+}
+
+/// A request parameter as the JSON value MLflow's `params` would carry.
+fn parameter_json(p: &proto::InferParameter) -> Option<serde_json::Value> {
+    use proto::infer_parameter::ParameterChoice;
+    Some(match p.parameter_choice.as_ref()? {
+        ParameterChoice::BoolParam(b) => serde_json::Value::from(*b),
+        ParameterChoice::Int64Param(i) => serde_json::Value::from(*i),
+        ParameterChoice::StringParam(s) => serde_json::Value::from(s.as_str()),
+        ParameterChoice::DoubleParam(d) => serde_json::Value::from(*d),
+        ParameterChoice::Uint64Param(u) => serde_json::Value::from(*u),
+    })
 }
 
 /// The inputs of a request, from typed contents or from the raw byte entries.

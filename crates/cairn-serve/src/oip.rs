@@ -323,7 +323,13 @@ async fn run_infer(
     let request: InferRequest<'_> = serde_json::from_slice(json_part)
         .map_err(|e| bad(format!("malformed inference request: {e}")))?;
     let inputs = decode_inputs(&request.inputs, binary)?;
-    let outputs = s.infer(&loaded, inputs, Protocol::V2).await?;
+    let params = request
+        .parameters
+        .as_ref()
+        .and_then(|p| crate::serving::model_params(p.iter().map(|(k, v)| (k, v.clone()))));
+    let outputs = s
+        .infer_with_params(&loaded, inputs, params, Protocol::V2)
+        .await?;
     respond(&loaded, &request, &outputs)
 }
 

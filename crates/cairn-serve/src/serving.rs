@@ -143,6 +143,39 @@ pub fn find_output<'t>(outputs: &'t [Tensor], name: &str) -> Result<&'t Tensor, 
     })
 }
 
+/// Request-level parameters the inference protocols define for themselves (Triton's and
+/// KServe's); everything else in a request's `parameters` is for the model.
+const PROTOCOL_PARAMETERS: &[&str] = &[
+    "binary_data_output",
+    "sequence_id",
+    "sequence_start",
+    "sequence_end",
+    "priority",
+    "timeout",
+    "headers",
+    "content_type",
+];
+
+/// The model's inference parameters in an OIP request's `parameters` (the protocol's own
+/// keys removed), as the JSON object text that MLflow's `params` would be; `None` when
+/// nothing is left.
+pub fn model_params<'a, I>(parameters: I) -> Option<std::sync::Arc<str>>
+where
+    I: IntoIterator<Item = (&'a String, serde_json::Value)>,
+{
+    let params: serde_json::Map<String, serde_json::Value> = parameters
+        .into_iter()
+        .filter(|(k, _)| !PROTOCOL_PARAMETERS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v))
+        .collect();
+    if params.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&params)
+        .ok()
+        .map(std::sync::Arc::from)
+}
+
 /// Parses the header of one protocol input tensor: its datatype name and shape, giving the
 /// datatype, the shape as sizes and the element count.
 pub fn input_header(
@@ -239,6 +272,20 @@ mod tests {
 
     fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
         Tensor::new(name, shape, data).unwrap()
+    }
+
+    #[test]
+    fn model_params_drop_protocol_keys() {
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"binary_data_output": true, "priority": 1, "temperature": 0.5, "mode": "x"}"#,
+        )
+        .unwrap();
+        let params = model_params(map.iter().map(|(k, v)| (k, v.clone()))).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&params).unwrap();
+        assert_eq!(back, serde_json::json!({"temperature": 0.5, "mode": "x"}));
+        let only_protocol: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"binary_data_output": false}"#).unwrap();
+        assert!(model_params(only_protocol.iter().map(|(k, v)| (k, v.clone()))).is_none());
     }
 
     #[test]
