@@ -3,6 +3,8 @@ served from mlflow.pyfunc worker processes, behind the same protocols."""
 
 from __future__ import annotations
 
+import time
+
 import mlflow
 import mlflow.pyfunc
 import mlflow.sklearn
@@ -135,6 +137,65 @@ def test_custom_pyfunc_code_with_params(serve, custom_model):
     ginp.set_data_from_numpy(x)
     res = grpc.infer("dbl", [ginp], parameters={"scale": 0.5})
     assert_close(res.as_numpy("doubled"), x * 0.5)
+
+
+SLEEPER = """
+import time
+
+import mlflow.pyfunc
+import pandas as pd
+
+
+class Sleeper(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        time.sleep((params or {}).get("sleep", 0.0))
+        return pd.DataFrame({"y": model_input["x"].to_numpy() + 1})
+
+
+mlflow.models.set_model(Sleeper())
+"""
+
+
+@pytest.fixture(scope="module")
+def sleeper_model(tracking_uri, tmp_path_factory):
+    name = unique("sleeper")
+    code = tmp_path_factory.mktemp("sleeper") / "sleeper.py"
+    code.write_text(SLEEPER)
+    X = pd.DataFrame({"x": [1.0, 2.0]})
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            registered_model_name=name,
+            signature=infer_signature(X, pd.DataFrame({"y": X["x"] + 1}), params={"sleep": 0.0}),
+        )
+    return name, X
+
+
+def test_a_hung_predict_times_out_and_the_worker_restarts(serve, sleeper_model):
+    name, X = sleeper_model
+    served = serve({"s": f"models:/{name}/1"}, "--instances", "1", "--predict-timeout", "1s")
+    body = {"dataframe_split": {"columns": ["x"], "data": [[1.0]]}, "params": {"sleep": 120.0}}
+    started = time.monotonic()
+    r = requests.post(f"{served.url}/invocations", json=body, timeout=60)
+    took = time.monotonic() - started
+    assert r.status_code == 504, r.text
+    assert r.json()["error_code"] == "DEADLINE_EXCEEDED", r.text
+    assert "--predict-timeout" in r.json()["message"]
+    assert took < 30, f"the timeout took {took:.1f}s"
+    # OIP: the same limit, a 504 with the OIP error body.
+    oip = {
+        "inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}],
+        "parameters": {"sleep": 120.0},
+    }
+    r = requests.post(f"{served.url}/v2/models/s/infer", json=oip, timeout=60)
+    assert r.status_code == 504, r.text
+    assert "did not finish" in r.json()["error"]
+    # A fresh worker serves the next request.
+    body["params"] = {"sleep": 0.0}
+    r = requests.post(f"{served.url}/invocations", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [{"y": 2.0}]}
 
 
 def test_a_model_error_is_a_400_and_the_worker_survives(serve, custom_model):

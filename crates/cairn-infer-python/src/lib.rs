@@ -10,6 +10,10 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cairn_infer::{Backend, BackendError, DataType, ModelSignature, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -43,6 +47,9 @@ pub struct PythonConfig {
     /// The interpreter (default: `$VIRTUAL_ENV/bin/python`, else `python3`); it needs
     /// `mlflow` and the model's own dependencies.
     pub python: Option<PathBuf>,
+    /// Longest one `predict` call may take; past it the worker is killed (and restarted
+    /// on the next request). `None`: no limit.
+    pub predict_timeout: Option<Duration>,
 }
 
 impl PythonConfig {
@@ -92,7 +99,8 @@ struct ReplyHeader {
 }
 
 struct Worker {
-    child: Child,
+    /// Shared with the watchdog, which kills a worker stuck past its deadline.
+    child: Arc<Mutex<Child>>,
     stdin: BufWriter<ChildStdin>,
     stdout: BufReader<ChildStdout>,
 }
@@ -101,8 +109,61 @@ impl Drop for Worker {
     fn drop(&mut self) {
         // Closing stdin ends the worker's loop; kill covers a model stuck in predict.
         let _ = self.stdin.flush();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What the watchdog thread is told: a call started (kill this child if it is still
+/// running at the deadline), or the call ended.
+enum Watch {
+    Start(Instant, Arc<Mutex<Child>>),
+    Done,
+}
+
+/// A thread per backend that kills the worker when a call overruns its deadline. The
+/// blocked read on the worker's stdout then fails, and the call reports the timeout.
+struct Watchdog {
+    tx: mpsc::Sender<Watch>,
+    fired: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(label: String) -> Result<Watchdog, BackendError> {
+        let (tx, rx) = mpsc::channel::<Watch>();
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = fired.clone();
+        std::thread::Builder::new()
+            .name("cairn-py-watchdog".into())
+            .spawn(move || {
+                let mut armed: Option<(Instant, Arc<Mutex<Child>>)> = None;
+                loop {
+                    let next = match &armed {
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        Some((deadline, _)) => {
+                            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                        }
+                    };
+                    match next {
+                        Ok(Watch::Start(deadline, child)) => armed = Some((deadline, child)),
+                        Ok(Watch::Done) => armed = None,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Some((_, child)) = armed.take() {
+                                flag.store(true, Ordering::SeqCst);
+                                tracing::warn!(model = %label, "python predict overran its time limit; killing the worker");
+                                if let Ok(mut child) = child.lock() {
+                                    let _ = child.kill();
+                                }
+                            }
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })
+            .map_err(|e| BackendError::Load(format!("cannot start the watchdog thread: {e}")))?;
+        Ok(Watchdog { tx, fired })
     }
 }
 
@@ -113,6 +174,7 @@ pub struct PythonBackend {
     kind: InputKind,
     signature: ModelSignature,
     worker: Option<Worker>,
+    watchdog: Option<Watchdog>,
 }
 
 impl PythonBackend {
@@ -123,12 +185,17 @@ impl PythonBackend {
         signature: ModelSignature,
         kind: InputKind,
     ) -> Result<PythonBackend, BackendError> {
+        let watchdog = match config.predict_timeout {
+            Some(_) => Some(Watchdog::start(model_dir.display().to_string())?),
+            None => None,
+        };
         let mut backend = PythonBackend {
             model_dir: model_dir.to_path_buf(),
             config: config.clone(),
             kind,
             signature,
             worker: None,
+            watchdog,
         };
         backend.worker = Some(backend.spawn()?);
         Ok(backend)
@@ -159,7 +226,7 @@ impl PythonBackend {
             return Err(BackendError::Load("the Python worker has no pipes".into()));
         };
         let mut worker = Worker {
-            child,
+            child: Arc::new(Mutex::new(child)),
             stdin: BufWriter::new(stdin),
             stdout: BufReader::new(stdout),
         };
@@ -195,7 +262,27 @@ impl PythonBackend {
         let Some(worker) = self.worker.as_mut() else {
             return Err(BackendError::Inference("no Python worker".into()));
         };
+        let watch = match (&self.watchdog, self.config.predict_timeout) {
+            (Some(dog), Some(limit)) => {
+                dog.fired.store(false, Ordering::SeqCst);
+                let _ = dog
+                    .tx
+                    .send(Watch::Start(Instant::now() + limit, worker.child.clone()));
+                Some((dog, limit))
+            }
+            _ => None,
+        };
         let result = exchange(worker, inputs, params);
+        if let Some((dog, limit)) = watch {
+            let _ = dog.tx.send(Watch::Done);
+            if dog.fired.swap(false, Ordering::SeqCst) {
+                self.worker = None;
+                return Err(BackendError::Timeout(format!(
+                    "predict did not finish within {limit:?} (--predict-timeout); the Python \
+                     worker was stopped and restarts on the next request"
+                )));
+            }
+        }
         if let Err(Broken(e)) = &result {
             // The process died or the stream is out of sync: start afresh next call.
             tracing::warn!(model = %self.model_dir.display(), error = %e, "python worker lost; restarting on next request");

@@ -97,10 +97,11 @@ def main():
         except EOFError:
             return
         header = json.loads(read_exact(inp, n))
+        # Every input's bytes are read before anything can fail, so the stream stays in
+        # step whatever happens to this request.
+        raw = [(spec, read_exact(inp, spec["nbytes"])) for spec in header["inputs"]]
         try:
-            arrays = {}
-            for spec in header["inputs"]:
-                arrays[spec["name"]] = decode(np, spec, read_exact(inp, spec["nbytes"]))
+            arrays = {spec["name"]: decode(np, spec, data) for spec, data in raw}
             if input_kind == "dataframe":
                 # One column per input; [N, 1] tensors are columns of scalars, wider ones
                 # columns of arrays.

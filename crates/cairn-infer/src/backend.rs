@@ -46,7 +46,7 @@ impl ModelSignature {
 }
 
 /// Why an engine failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// The engine could not be created (library missing, model unreadable, unsupported op).
     #[error("{0}")]
@@ -54,6 +54,9 @@ pub enum BackendError {
     /// The inputs were well-formed for the signature but the engine refused them.
     #[error("{0}")]
     Inference(String),
+    /// The call did not finish in the time allowed; the engine was reset.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// An inference engine instance: one loaded model, used by one thread at a time.

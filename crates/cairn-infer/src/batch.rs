@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use crate::tensor::{Tensor, TensorData};
 
 /// How requests are grouped and how many may wait.
@@ -61,6 +61,9 @@ pub enum InferError {
     Stopped,
     #[error("{0}")]
     Engine(String),
+    /// The engine call ran past its time limit.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// Called once per engine call with (rows, compute time); used for metrics.
@@ -227,7 +230,7 @@ impl Worker {
                     .infer_with_params(&job.inputs, job.params.as_deref());
                 self.observe(job.rows, started);
                 let rows = job.rows;
-                finish(job, started, rows, result.map_err(|e| e.to_string()));
+                finish(job, started, rows, result);
             }
             return;
         }
@@ -249,6 +252,13 @@ impl Worker {
                     finish(job, started, total, Ok(part));
                 }
             }
+            // A call that timed out is not retried request by request: each would wait
+            // as long again.
+            Err(BackendError::Timeout(msg)) => {
+                for job in batch {
+                    finish(job, started, total, Err(BackendError::Timeout(msg.clone())));
+                }
+            }
             // Outputs that do not follow the rows (or an engine that refused the stacked
             // batch) fall back to one call per request, so batching never changes results.
             _ => {
@@ -259,7 +269,7 @@ impl Worker {
                         .infer_with_params(&job.inputs, job.params.as_deref());
                     self.observe(job.rows, started);
                     let rows = job.rows;
-                    finish(job, started, rows, result.map_err(|e| e.to_string()));
+                    finish(job, started, rows, result);
                 }
             }
         }
@@ -272,14 +282,22 @@ impl Worker {
     }
 }
 
-fn finish(job: Job, started: Instant, batch_rows: usize, result: Result<Vec<Tensor>, String>) {
+fn finish(
+    job: Job,
+    started: Instant,
+    batch_rows: usize,
+    result: Result<Vec<Tensor>, BackendError>,
+) {
     let reply = result
         .map(|outputs| Reply {
             outputs,
             queue_time: started.saturating_duration_since(job.enqueued),
             batch_rows,
         })
-        .map_err(InferError::Engine);
+        .map_err(|e| match e {
+            BackendError::Timeout(msg) => InferError::Timeout(msg),
+            other => InferError::Engine(other.to_string()),
+        });
     // The caller may have gone away meanwhile; nothing to do then.
     let _ = job.reply.send(reply);
 }
@@ -587,5 +605,66 @@ mod tests {
         let bad = vec![Tensor::new("x", vec![1, 2], TensorData::Int64(vec![1, 2])).unwrap()];
         let err = batcher.infer(bad).await.unwrap_err();
         assert_eq!(err, InferError::Engine("want FP32".into()));
+    }
+
+    /// Every call blocks on its gate, then times out.
+    struct TimesOut {
+        sig: ModelSignature,
+        calls: Arc<Mutex<Vec<usize>>>,
+        entered: Sender<()>,
+        permit: Receiver<()>,
+    }
+
+    impl Backend for TimesOut {
+        fn engine(&self) -> &'static str {
+            "test"
+        }
+        fn signature(&self) -> &ModelSignature {
+            &self.sig
+        }
+        fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+            let _ = self.entered.send(());
+            let _ = self.permit.recv();
+            self.calls.lock().unwrap().push(inputs[0].rows());
+            Err(BackendError::Timeout("too slow".into()))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_timed_out_batch_is_not_retried_request_by_request() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let (permit, permit_rx) = crossbeam_channel::unbounded();
+        let engine = TimesOut {
+            sig: sig(),
+            calls: calls.clone(),
+            entered: entered_tx,
+            permit: permit_rx,
+        };
+        let batcher = Arc::new(
+            Batcher::start("t", vec![Box::new(engine)], BatchConfig::default(), None).unwrap(),
+        );
+        let spawn = |b: &Arc<Batcher>, base: f32| {
+            let b = b.clone();
+            tokio::spawn(async move { b.infer(input(1, base)).await })
+        };
+        let first = spawn(&batcher, 0.0);
+        let entered = tokio::task::spawn_blocking(move || entered.recv().map(|_| entered))
+            .await
+            .unwrap()
+            .unwrap();
+        // Two more wait behind the blocked call, then run stacked in one call.
+        let (second, third) = (spawn(&batcher, 1.0), spawn(&batcher, 2.0));
+        wait_queued(&batcher, 2).await;
+        // Permits enough for a per-request retry too, so one would show in `calls`.
+        for _ in 0..4 {
+            permit.send(()).unwrap();
+        }
+        for h in [first, second, third] {
+            let err = h.await.unwrap().unwrap_err();
+            assert_eq!(err, InferError::Timeout("too slow".into()));
+        }
+        drop(entered);
+        assert_eq!(*calls.lock().unwrap(), vec![1, 2]);
     }
 }

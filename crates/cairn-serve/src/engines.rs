@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub ort_library: Option<PathBuf>,
     /// Interpreter for the Python engine (else `$VIRTUAL_ENV/bin/python` or `python3`).
     pub python: Option<PathBuf>,
+    /// Longest one Python `predict` call may take (`None`: no limit).
+    pub predict_timeout: Option<std::time::Duration>,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +61,7 @@ impl Default for EngineConfig {
             threads_per_instance: 1,
             ort_library: None,
             python: None,
+            predict_timeout: None,
         }
     }
 }
@@ -126,6 +129,7 @@ pub fn start(
             let (signature, kind) = pyfunc_signature(mlmodel)?;
             let python = PythonConfig {
                 python: config.python.clone(),
+                predict_timeout: config.predict_timeout,
             };
             // Workers start in parallel: each pays for importing mlflow and the model.
             std::thread::scope(|scope| {

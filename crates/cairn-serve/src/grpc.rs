@@ -62,6 +62,7 @@ pub async fn serve(
 pub fn status(e: &ServeError) -> Status {
     let code = match e {
         ServeError::Overloaded(_) => Code::ResourceExhausted,
+        ServeError::Timeout(_) => Code::DeadlineExceeded,
         _ => match e.status() {
             404 => Code::NotFound,
             503 => Code::Unavailable,

@@ -68,6 +68,7 @@ impl From<ServeError> for MlflowError {
             ServeError::BadInput(_) => "INVALID_PARAMETER_VALUE",
             ServeError::TooLarge(_) => "BAD_REQUEST",
             ServeError::Engine(_) => "BAD_REQUEST",
+            ServeError::Timeout(_) => "DEADLINE_EXCEEDED",
             ServeError::NotReady(..) | ServeError::Overloaded(_) | ServeError::Unavailable(_) => {
                 "TEMPORARILY_UNAVAILABLE"
             }

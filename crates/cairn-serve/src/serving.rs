@@ -32,6 +32,8 @@ pub enum ServeError {
     Unavailable(String),
     #[error("inference failed: {0}")]
     Engine(String),
+    #[error("inference timed out: {0}")]
+    Timeout(String),
 }
 
 impl ServeError {
@@ -41,6 +43,7 @@ impl ServeError {
             ServeError::UnknownModel(_) | ServeError::UnknownVersion { .. } => 404,
             ServeError::BadInput(_) | ServeError::Engine(_) => 400,
             ServeError::TooLarge(_) => 413,
+            ServeError::Timeout(_) => 504,
             ServeError::NotReady(..) | ServeError::Overloaded(_) | ServeError::Unavailable(_) => {
                 503
             }
@@ -120,6 +123,7 @@ impl ServeState {
                     InferError::QueueFull(_) => ServeError::Overloaded(e.to_string()),
                     InferError::Stopped => ServeError::Unavailable(e.to_string()),
                     InferError::Engine(msg) => ServeError::Engine(msg),
+                    InferError::Timeout(msg) => ServeError::Timeout(msg),
                 }),
             Err(e) => Err(e),
         };

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Python interpreter for the Python engine (needs mlflow and the model's packages).
     #[arg(long, env = "CAIRN_SERVE_PYTHON")]
     pub python: Option<PathBuf>,
+    /// Longest one Python-engine `predict` call may take before its worker is killed and
+    /// the request gets 504 (0 disables). MLflow's scoring server allows 60s.
+    #[arg(long, env = "CAIRN_SERVE_PREDICT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub predict_timeout: Duration,
     /// Largest request body, in bytes.
     #[arg(long, env = "CAIRN_SERVE_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
     pub max_request_bytes: usize,
@@ -123,6 +127,7 @@ impl ServeArgs {
                 threads_per_instance: self.engine_threads.max(1),
                 ort_library: self.ort_library,
                 python: self.python,
+                predict_timeout: (!self.predict_timeout.is_zero()).then_some(self.predict_timeout),
             },
             batching: BatchConfig {
                 max_batch_rows: self.max_batch_rows,
