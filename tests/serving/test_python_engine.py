@@ -229,3 +229,60 @@ def test_engine_flag_forces_python_for_an_onnx_model(serve, iris_model):
     got = r.json()["predictions"]
     assert got["label"] == want["label"].tolist()
     assert_close(np.array(got["probabilities"]), want["probabilities"])
+
+
+@pytest.fixture(scope="module")
+def unsigned_model(tracking_uri):
+    """An iris LogisticRegression logged with no signature and no input example: the
+    server learns nothing about its inputs and passes requests through as MLflow would."""
+    X, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    name = unique("unsigned")
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            clf, name="model", registered_model_name=name, pip_requirements=["scikit-learn"]
+        )
+    return name, clf, X
+
+
+def test_a_model_without_signature_takes_every_input_format(serve, unsigned_model):
+    name, clf, X = unsigned_model
+    served = serve({"u": f"models:/{name}/1"}, "--instances", "1")
+    meta = requests.get(f"{served.url}/v2/models/u", timeout=10).json()
+    assert meta["platform"] == "mlflow_pyfunc" and meta["inputs"] == [], meta
+    rows = X[[0, 60, 120, 7]]
+    want = {"predictions": clf.predict(rows).tolist()}
+    columns = ["a", "b", "c", "d"]
+    bodies = [
+        {"dataframe_split": {"columns": columns, "data": rows.tolist()}},
+        {"dataframe_records": [dict(zip(columns, r)) for r in rows.tolist()]},
+        {"instances": rows.tolist()},
+        {"inputs": rows.tolist()},
+    ]
+    for body in bodies:
+        r = requests.post(f"{served.url}/invocations", json=body, timeout=30)
+        assert r.status_code == 200, (body, r.text)
+        assert r.json() == want, body
+    csv = "a,b,c,d\n" + "\n".join(",".join(str(v) for v in r) for r in rows.tolist())
+    r = requests.post(
+        f"{served.url}/invocations", data=csv, headers={"Content-Type": "text/csv"}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == want
+
+    # OIP with the real client: one [N, 4] FP64 input is the array predict gets.
+    http = httpclient.InferenceServerClient(served.url.removeprefix("http://"))
+    inp = httpclient.InferInput("features", list(rows.shape), "FP64")
+    inp.set_data_from_numpy(rows, binary_data=True)
+    res = http.infer("u", [inp])
+    assert res.as_numpy("predictions").tolist() == want["predictions"]
+
+    # Without a signature nothing converts values: a column mixing types is a 400.
+    bad = {"dataframe_split": {"columns": ["a"], "data": [[1.0], ["x"]]}}
+    r = requests.post(f"{served.url}/invocations", json=bad, timeout=30)
+    assert r.status_code == 400 and "mixes value types" in r.json()["message"], r.text
+    # What the model itself rejects (wrong feature count) is its 400, and it keeps serving.
+    r = requests.post(f"{served.url}/invocations", json={"instances": [[1.0, 2.0]]}, timeout=30)
+    assert r.status_code == 400 and r.json()["error_code"] == "BAD_REQUEST", r.text
+    r = requests.post(f"{served.url}/invocations", json=bodies[2], timeout=30)
+    assert r.status_code == 200 and r.json() == want

@@ -29,7 +29,15 @@ pub enum InputKind {
     Array,
     /// A dict of numpy arrays by input name (named tensor signatures).
     Dict,
+    /// No signature: decided per request from the inputs' names and shapes (see
+    /// `UNNAMED_INPUT`).
+    Infer,
 }
+
+/// The name an input gets when the request did not name it (MLflow's `instances` or
+/// `inputs` list for a model without a signature). The Python engine hands such an input
+/// to `predict` as the bare array.
+pub const UNNAMED_INPUT: &str = "input";
 
 impl InputKind {
     fn arg(self) -> &'static str {
@@ -37,6 +45,7 @@ impl InputKind {
             InputKind::DataFrame => "dataframe",
             InputKind::Array => "array",
             InputKind::Dict => "dict",
+            InputKind::Infer => "infer",
         }
     }
 }

@@ -10,6 +10,8 @@ import json
 import struct
 import sys
 
+UNNAMED_INPUT = "input"  # cairn_infer_python::UNNAMED_INPUT
+
 DTYPES = {
     "BOOL": "bool", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
     "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
@@ -75,6 +77,20 @@ def outputs_of(np, pd, pred):
     return [("predictions", np.asarray(pred))]
 
 
+def infer_input(pd, arrays):
+    """The `predict` argument for a model without a signature: one unnamed input, or one
+    input of rank 2 or more, is the bare array; named columns of one length form a
+    DataFrame (what a dataframe request sends); anything else is a dict by name."""
+    if len(arrays) == 1:
+        (name, value), = arrays.items()
+        if name == UNNAMED_INPUT or value.ndim != 1:
+            return value
+    lengths = {v.shape[0] if v.ndim == 1 else -1 for v in arrays.values()}
+    if len(lengths) == 1 and -1 not in lengths:
+        return pd.DataFrame(arrays)
+    return arrays
+
+
 def main():
     model_dir, input_kind = sys.argv[1], sys.argv[2]
     out = sys.stdout.buffer
@@ -116,6 +132,8 @@ def main():
                 data = pd.DataFrame(columns)
             elif input_kind == "array":
                 data = next(iter(arrays.values()))
+            elif input_kind == "infer":
+                data = infer_input(pd, arrays)
             else:
                 data = arrays
             pred = model.predict(data, params=header.get("params") or None)

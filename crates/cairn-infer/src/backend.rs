@@ -28,6 +28,9 @@ impl TensorSpec {
 }
 
 /// A model's declared inputs and outputs.
+///
+/// A signature without inputs is *open*: the model declares nothing (a pyfunc model logged
+/// without a signature), and requests' inputs reach it as they come.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelSignature {
     pub inputs: Vec<TensorSpec>,
@@ -35,6 +38,11 @@ pub struct ModelSignature {
 }
 
 impl ModelSignature {
+    /// Whether the model declares no inputs, so any are passed through unchecked.
+    pub fn is_open(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
     /// Whether requests can be stacked along the first dimension: every input and output
     /// has a dynamic first dimension.
     pub fn batchable(&self) -> bool {

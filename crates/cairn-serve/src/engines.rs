@@ -156,11 +156,8 @@ pub fn start(
 /// worker should hand them to `predict`.
 pub fn pyfunc_signature(m: &MlModel) -> Result<(ModelSignature, InputKind), String> {
     if m.inputs.is_empty() {
-        return Err(
-            "the Python engine serves models by their signature, and this model has \
-                    none: log it with a signature (mlflow.models.infer_signature)"
-                .into(),
-        );
+        // No signature: inputs pass through as the request gives them (an open signature).
+        return Ok((ModelSignature::default(), InputKind::Infer));
     }
     let columns = m
         .inputs
@@ -314,7 +311,9 @@ mod tests {
         assert_eq!(kind, InputKind::Array);
         assert_eq!(sig.inputs[0].shape, vec![-1, 4]);
         let none = MlModel::parse("flavors: {python_function: {}}\n").unwrap();
-        assert!(pyfunc_signature(&none).unwrap_err().contains("signature"));
+        let (sig, kind) = pyfunc_signature(&none).unwrap();
+        assert!(sig.is_open());
+        assert_eq!(kind, InputKind::Infer);
         assert!(EngineChoice::parse("tensorflow").is_err());
         assert_eq!(EngineChoice::parse("tract"), Ok(EngineChoice::Tract));
     }

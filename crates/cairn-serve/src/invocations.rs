@@ -452,6 +452,9 @@ fn check_rows(columns: &[String], rows: &[Vec<Value>]) -> Result<(), MlflowError
 
 /// Builds the model's input tensors. The flag says whether the input was a dataframe.
 fn to_tensors(input: Input, specs: &[TensorSpec]) -> Result<(Vec<Tensor>, bool), MlflowError> {
+    if specs.is_empty() {
+        return open_tensors(input);
+    }
     match input {
         Input::Frame { columns, rows } => {
             if rows.is_empty() {
@@ -516,6 +519,72 @@ fn to_tensors(input: Input, specs: &[TensorSpec]) -> Result<(Vec<Tensor>, bool),
                 .collect::<Result<_, _>>()?;
             Ok((tensors, false))
         }
+    }
+}
+
+/// Tensors for a model without a signature: each column or array takes the type its JSON
+/// values have (as pandas and numpy would give them): all booleans BOOL, all integers
+/// INT64, numbers FP64, strings BYTES.
+fn open_tensors(input: Input) -> Result<(Vec<Tensor>, bool), MlflowError> {
+    let typed = |name: &str, shape: Vec<usize>, cells: &[&Value]| {
+        let spec = TensorSpec {
+            name: name.to_string(),
+            datatype: infer_datatype(name, cells)?,
+            shape: vec![],
+        };
+        tensor(&spec, shape, cells)
+    };
+    let nested = |name: &str, value: &Value| {
+        let mut shape = Vec::new();
+        let mut cells = Vec::new();
+        shape_of(value, 0, &mut shape, &mut cells)
+            .map_err(|e| MlflowError::bad(format!("input '{name}': {e}")))?;
+        typed(name, shape, &cells)
+    };
+    match input {
+        Input::Frame { columns, rows } => {
+            if rows.is_empty() {
+                return Err(MlflowError::bad("the input dataframe is empty"));
+            }
+            let tensors = columns
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let cells: Vec<&Value> = rows.iter().map(|r| &r[i]).collect();
+                    typed(name, vec![rows.len()], &cells)
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((tensors, true))
+        }
+        Input::Array(value) => Ok((
+            vec![nested(cairn_infer_python::UNNAMED_INPUT, &value)?],
+            false,
+        )),
+        Input::Named(named) => Ok((
+            named
+                .iter()
+                .map(|(name, value)| nested(name, value))
+                .collect::<Result<_, _>>()?,
+            false,
+        )),
+    }
+}
+
+fn infer_datatype(name: &str, cells: &[&Value]) -> Result<DataType, MlflowError> {
+    if cells.iter().all(|v| v.is_boolean()) && !cells.is_empty() {
+        Ok(DataType::Bool)
+    } else if cells.iter().all(|v| v.is_i64()) {
+        Ok(DataType::Int64)
+    } else if cells.iter().all(|v| v.is_number()) {
+        Ok(DataType::Fp64)
+    } else if cells.iter().all(|v| v.is_string()) {
+        Ok(DataType::Bytes)
+    } else {
+        Err(MlflowError::bad(format!(
+            "input '{name}' mixes value types (or has nulls); this model has no signature, \
+             so each column or array must hold one type: log the model with a signature to \
+             have values converted"
+        )))
     }
 }
 
@@ -783,6 +852,50 @@ mod tests {
         assert_eq!(
             to_tensors(csv, &specs).map_err(|e| e.message).unwrap().0,
             vec![want]
+        );
+    }
+
+    #[test]
+    fn a_model_without_signature_gets_inferred_types() {
+        let (t, frame) = to_tensors(
+            json_input(
+                r#"{"dataframe_split": {"columns": ["i", "f", "s", "b"], "data": [[1, 1.5, "a", true], [2, 2, "b", false]]}}"#,
+            )
+            .unwrap(),
+            &[],
+        )
+        .map_err(|e| e.message)
+        .unwrap();
+        assert!(frame);
+        let types: Vec<DataType> = t.iter().map(Tensor::datatype).collect();
+        assert_eq!(
+            types,
+            vec![
+                DataType::Int64,
+                DataType::Fp64,
+                DataType::Bytes,
+                DataType::Bool
+            ]
+        );
+        assert_eq!(t[1].data, TensorData::Fp64(vec![1.5, 2.0]));
+        let (t, frame) = to_tensors(
+            json_input(r#"{"instances": [[1, 2], [3, 4]]}"#).unwrap(),
+            &[],
+        )
+        .map_err(|e| e.message)
+        .unwrap();
+        assert!(!frame);
+        assert_eq!(
+            t,
+            vec![Tensor::new("input", vec![2, 2], TensorData::Int64(vec![1, 2, 3, 4])).unwrap()]
+        );
+        let mixed =
+            to_tensors(json_input(r#"{"inputs": {"a": [1, "x"]}}"#).unwrap(), &[]).unwrap_err();
+        assert_eq!(mixed.status, StatusCode::BAD_REQUEST);
+        assert!(
+            mixed.message.contains("mixes value types"),
+            "{}",
+            mixed.message
         );
     }
 

@@ -292,6 +292,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Runs one inference on a synthetic one-row input so the first real request does not pay
 /// for lazy initialisation, and so a version that cannot run is never swapped in.
 async fn warm(loaded: &Loaded) -> Result<(), String> {
+    if loaded.signature.is_open() {
+        // Nothing to build an input from; the model has loaded in its engine already.
+        return Ok(());
+    }
     let inputs = synthetic_inputs(&loaded.signature);
     loaded
         .batcher

@@ -207,6 +207,21 @@ pub fn input_header(
 /// Checks inputs against the signature and puts them in its order: every declared input
 /// exactly once, with its datatype and a shape that fits.
 pub fn order_inputs(sig: &ModelSignature, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServeError> {
+    if sig.is_open() {
+        // Nothing declared: the inputs go as given, each name once.
+        for (i, t) in inputs.iter().enumerate() {
+            if inputs[..i].iter().any(|o| o.name == t.name) {
+                return Err(ServeError::BadInput(format!(
+                    "input '{}' is given twice",
+                    t.name
+                )));
+            }
+        }
+        if inputs.is_empty() {
+            return Err(ServeError::BadInput("the request has no inputs".into()));
+        }
+        return Ok(inputs);
+    }
     let mut slots: Vec<Option<Tensor>> = vec![None; sig.inputs.len()];
     for t in inputs {
         let Some(i) = sig.inputs.iter().position(|s| s.name == t.name) else {
