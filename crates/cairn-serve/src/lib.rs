@@ -7,6 +7,7 @@
 //! `invocations` (the REST protocols), `metrics`.
 
 pub mod engines;
+pub mod fetch;
 pub mod grpc;
 pub mod invocations;
 pub mod metrics;

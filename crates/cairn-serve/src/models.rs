@@ -179,13 +179,13 @@ async fn refresh(
     loader: &LoaderConfig,
     metrics: &Metrics,
 ) -> Result<Option<String>, String> {
-    let resolved = match (&slot.uri, &loader.tracking) {
-        (ModelUri::Local(dir), _) => Resolved {
+    let resolved = match (slot.uri.fixed_location(), &loader.tracking) {
+        (Some(location), _) => Resolved {
             version: "1".into(),
-            location: Location::Local(dir.clone()),
+            location,
         },
-        (uri, Some(client)) => client.resolve(uri).await.map_err(|e| e.to_string())?,
-        (_, None) => {
+        (None, Some(client)) => client.resolve(&slot.uri).await.map_err(|e| e.to_string())?,
+        (None, None) => {
             return Err(crate::resolve::ResolveError::NoTrackingServer(format!(
                 "model '{}'",
                 slot.name
@@ -247,6 +247,18 @@ async fn refresh(
 async fn local_dir(location: &Location, loader: &LoaderConfig) -> Result<PathBuf, String> {
     match location {
         Location::Local(dir) => Ok(dir.clone()),
+        Location::Store(uri) => {
+            let dest = loader.cache_dir.join(cache_name(uri));
+            if !tokio::fs::try_exists(dest.join("MLmodel"))
+                .await
+                .unwrap_or(false)
+            {
+                crate::fetch::download_store(uri, &dest)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(dest)
+        }
         Location::Proxied(remote) => {
             let dest = loader.cache_dir.join(cache_name(remote));
             if tokio::fs::try_exists(dest.join("MLmodel"))

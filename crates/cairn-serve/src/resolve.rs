@@ -24,6 +24,9 @@ pub enum ModelUri {
     Run { run_id: String, path: String },
     /// A directory holding an `MLmodel` file (`file://...` or a plain path).
     Local(PathBuf),
+    /// A model directory in an object store (`s3://`, `gs://`, `az://`, `abfss://`...),
+    /// read directly with the machine's cloud credentials.
+    Store(String),
 }
 
 impl ModelUri {
@@ -75,9 +78,13 @@ impl ModelUri {
         if let Some(path) = uri.strip_prefix("file://") {
             return Ok(ModelUri::Local(PathBuf::from(path)));
         }
+        if crate::fetch::is_store_uri(uri) {
+            return Ok(ModelUri::Store(uri.trim_end_matches('/').to_string()));
+        }
         if uri.contains("://") || uri.is_empty() {
             return Err(bad(
-                "expected models:/, runs:/, file:// or a local directory",
+                "expected models:/, runs:/, file://, s3://, gs://, az://, abfss:// or a local \
+                 directory",
             ));
         }
         Ok(ModelUri::Local(PathBuf::from(uri)))
@@ -87,6 +94,20 @@ impl ModelUri {
     /// server polls it.
     pub fn follows(&self) -> bool {
         matches!(self, ModelUri::Alias { .. } | ModelUri::Latest { .. })
+    }
+
+    /// Whether resolving this URI needs a tracking server.
+    pub fn needs_tracking(&self) -> bool {
+        !matches!(self, ModelUri::Local(_) | ModelUri::Store(_))
+    }
+
+    /// Where the files of a URI that needs no tracking server are.
+    pub fn fixed_location(&self) -> Option<Location> {
+        match self {
+            ModelUri::Local(dir) => Some(Location::Local(dir.clone())),
+            ModelUri::Store(uri) => Some(Location::Store(uri.clone())),
+            _ => None,
+        }
     }
 }
 
@@ -104,6 +125,8 @@ pub enum Location {
     /// Through the tracking server's artifact proxy, relative to its root.
     Proxied(String),
     Local(PathBuf),
+    /// An object-store URI, read directly.
+    Store(String),
 }
 
 /// Why a model could not be resolved or fetched.
@@ -226,12 +249,17 @@ impl TrackingClient {
     /// Finds the version and artifact location a URI currently points at.
     pub async fn resolve(&self, uri: &ModelUri) -> Result<Resolved, ResolveError> {
         const API: &str = "/api/2.0/mlflow";
+        if let Some(location) = uri.fixed_location() {
+            return Ok(Resolved {
+                version: "1".into(),
+                location,
+            });
+        }
         let (version, artifact_uri) = match uri {
-            ModelUri::Local(dir) => {
-                return Ok(Resolved {
-                    version: "1".into(),
-                    location: Location::Local(dir.clone()),
-                })
+            ModelUri::Local(_) | ModelUri::Store(_) => {
+                return Err(ResolveError::Unsupported(format!(
+                    "{uri:?} needs no tracking server"
+                )))
             }
             ModelUri::Alias { name, alias } => {
                 let v = self
@@ -390,14 +418,19 @@ impl TrackingClient {
     /// which must not exist yet. Files land in a sibling temporary directory that is
     /// renamed into place at the end, so a half-finished download is never used.
     pub async fn download(&self, remote: &str, dest: &Path) -> Result<(), ResolveError> {
-        let io = |what: &str, p: &Path, e: std::io::Error| {
-            ResolveError::Io(format!("cannot {what} {}: {e}", p.display()))
-        };
-        let partial = dest.with_extension(format!("partial-{}", std::process::id()));
-        let _ = tokio::fs::remove_dir_all(&partial).await;
-        tokio::fs::create_dir_all(&partial)
-            .await
-            .map_err(|e| io("create", &partial, e))?;
+        let partial = crate::fetch::stage(dest).await?;
+        let copied = self.copy_tree(remote, &partial).await;
+        crate::fetch::finish(
+            partial,
+            dest,
+            copied,
+            &format!("mlflow-artifacts:/{remote}"),
+        )
+        .await
+    }
+
+    /// Copies the proxied directory `remote` into `root`; returns the number of files.
+    async fn copy_tree(&self, remote: &str, root: &Path) -> Result<usize, ResolveError> {
         let mut pending = vec![String::new()];
         let mut files = 0usize;
         while let Some(rel) = pending.pop() {
@@ -426,32 +459,19 @@ impl TrackingClient {
                     .and_then(Value::as_bool)
                     .unwrap_or(false)
                 {
-                    let local = partial.join(&child_rel);
-                    tokio::fs::create_dir_all(&local)
-                        .await
-                        .map_err(|e| io("create", &local, e))?;
+                    let local = root.join(&child_rel);
+                    tokio::fs::create_dir_all(&local).await.map_err(|e| {
+                        ResolveError::Io(format!("cannot create {}: {e}", local.display()))
+                    })?;
                     pending.push(child_rel);
                 } else {
-                    self.fetch(&join(remote, &child_rel), &partial.join(&child_rel))
+                    self.fetch(&join(remote, &child_rel), &root.join(&child_rel))
                         .await?;
                     files += 1;
                 }
             }
         }
-        if files == 0 {
-            let _ = tokio::fs::remove_dir_all(&partial).await;
-            return Err(ResolveError::Server(format!(
-                "no files under mlflow-artifacts:/{remote}"
-            )));
-        }
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| io("create", parent, e))?;
-        }
-        tokio::fs::rename(&partial, dest)
-            .await
-            .map_err(|e| io("move into place", dest, e))
+        Ok(files)
     }
 
     async fn fetch(&self, remote: &str, local: &Path) -> Result<(), ResolveError> {
@@ -518,10 +538,15 @@ pub fn location_of(artifact_uri: &str) -> Result<Location, ResolveError> {
     if artifact_uri.starts_with('/') {
         return Ok(Location::Local(PathBuf::from(artifact_uri)));
     }
+    if crate::fetch::is_store_uri(artifact_uri) {
+        return Ok(Location::Store(
+            artifact_uri.trim_end_matches('/').to_string(),
+        ));
+    }
     Err(ResolveError::Unsupported(format!(
-        "artifacts at '{artifact_uri}' are not reachable through the tracking server; run it \
-         with proxied artifacts (--artifacts-destination) so models are stored under \
-         mlflow-artifacts:/"
+        "artifacts at '{artifact_uri}' cannot be fetched: cairn serve reads mlflow-artifacts:/ \
+         (through the tracking server), s3://, gs://, az:// and abfss:// (directly, with the \
+         provider's credentials) and local paths"
     )))
 }
 
@@ -574,6 +599,9 @@ mod tests {
         );
         assert_eq!(p("file:///tmp/m"), ModelUri::Local("/tmp/m".into()));
         assert_eq!(p("./m"), ModelUri::Local("./m".into()));
+        assert_eq!(p("s3://b/k/"), ModelUri::Store("s3://b/k".into()));
+        assert!(!p("gs://b/k").needs_tracking());
+        assert!(p("models:/a/1").needs_tracking());
         assert!(p("models:/a@b").follows());
         assert!(!p("models:/a/1").follows());
         for bad in [
@@ -581,7 +609,7 @@ mod tests {
             "models:/@x",
             "models:/a@",
             "runs:/",
-            "s3://b/k",
+            "ftp://b/k",
             "",
         ] {
             assert!(ModelUri::parse(bad).is_err(), "{bad}");
@@ -602,7 +630,11 @@ mod tests {
             location_of("file:///data/m").unwrap(),
             Location::Local("/data/m".into())
         );
-        assert!(location_of("s3://bucket/m").is_err());
+        assert_eq!(
+            location_of("s3://bucket/m/").unwrap(),
+            Location::Store("s3://bucket/m".into())
+        );
+        assert!(location_of("hdfs://nn/m").is_err());
     }
 
     #[test]

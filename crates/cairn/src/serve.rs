@@ -93,7 +93,7 @@ impl ServeArgs {
                 bail!("--model {spec}: the name '{name}' is given twice");
             }
             let uri = ModelUri::parse(uri).map_err(anyhow::Error::msg)?;
-            if !matches!(uri, ModelUri::Local(_)) && self.tracking_uri.is_none() {
+            if uri.needs_tracking() && self.tracking_uri.is_none() {
                 bail!("--model {spec} needs a tracking server: pass --tracking-uri or set MLFLOW_TRACKING_URI");
             }
             models.push((name.to_string(), uri));
