@@ -204,18 +204,19 @@ def log_onnx(
     )
 
 
-def register_non_onnx_version(registered_name: str, X: np.ndarray, y: np.ndarray) -> str:
-    """Registers a new version whose model has only the sklearn/pyfunc flavors (nothing
-    `cairn serve` can run). Returns its version."""
-    import mlflow.sklearn
-
-    reg = LinearRegression().fit(X, y)
-    with mlflow.start_run():
-        # Explicit requirements: inferring them imports the model in a subprocess (slow).
-        info = mlflow.sklearn.log_model(
-            reg, name="model", registered_model_name=registered_name, pip_requirements=["scikit-learn"]
-        )
-    return str(info.registered_model_version)
+def register_unservable_version(registered_name: str, workdir: Path) -> str:
+    """Registers a new version whose MLmodel has only a flavor no engine of `cairn serve`
+    runs (keras, without python_function). Returns its version."""
+    local = workdir / "keras-only-model"
+    local.mkdir(parents=True)
+    (local / "MLmodel").write_text("artifact_path: model\nflavors:\n  keras:\n    keras_version: 3.0.0\n")
+    (local / "model.keras").write_bytes(b"not used")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(local), "model")
+    mv = MlflowClient().create_model_version(
+        registered_name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+    return str(mv.version)
 
 
 def register_corrupt_onnx_version(registered_name: str, workdir: Path) -> str:

@@ -7,10 +7,11 @@ import threading
 import time
 
 import mlflow
+from pathlib import Path
+
 import numpy as np
 import pytest
 import requests
-from sklearn.datasets import load_iris
 
 import serving_models as sm
 from serving_util import assert_close, metric_value, poll_until, unique, LoadGenerator
@@ -140,6 +141,15 @@ def test_alias_move_swaps_under_load_without_failed_requests(serve):
     assert any("swapped model version" in line and "from=1" in line and "to=2" in line
                for line in served.log().splitlines()), served.tail(20)
 
+    # The download cache keeps only what serves: version 1's copy goes after the swap.
+    cache = Path(served.cmd[served.cmd.index("--cache-dir") + 1])
+
+    def cached_models():
+        return sorted(d.name for d in cache.iterdir() if (d / "MLmodel").exists())
+
+    poll_until(lambda: len(cached_models()) == 1, timeout=30, what="one cached model copy")
+    assert "retired model copy removed from the cache" in served.log(), served.tail(20)
+
 
 def test_broken_versions_never_replace_the_serving_one(serve, workdir):
     name = unique("broken")
@@ -147,8 +157,7 @@ def test_broken_versions_never_replace_the_serving_one(serve, workdir):
     sm.set_alias(name, "champion", "1")
     served = serve({"m": f"models:/{name}@champion"}, "--poll-interval", POLL)
 
-    X, y = load_iris(return_X_y=True)
-    v2 = sm.register_non_onnx_version(name, X, y)  # sklearn flavor only
+    v2 = sm.register_unservable_version(name, workdir / unique("keras"))  # no engine for it
     v3 = sm.register_corrupt_onnx_version(name, workdir / unique("corrupt"))  # garbage model.onnx
     assert (v2, v3) == ("2", "3")
 

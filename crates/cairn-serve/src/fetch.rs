@@ -6,7 +6,10 @@
 //! (`s3://`, `gs://`, `az://`/`abfss://`), as the `mlflow` client reads a model version
 //! whose source is a bucket.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 
 use cairn_artifacts::{ArtifactPath, ArtifactRepo};
 use futures_util::StreamExt;
@@ -112,10 +115,114 @@ async fn copy_tree(repo: &ArtifactRepo, root: &Path, uri: &str) -> Result<usize,
     Ok(files)
 }
 
+/// Per cache directory: how many loaded (or loading) versions of this process use it, and
+/// whether it is to go when the count reaches zero.
+static LEASES: LazyLock<Mutex<HashMap<PathBuf, (usize, bool)>>> = LazyLock::new(Default::default);
+static TRASH_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A claim on a cached model directory. When the last lease on a directory goes after
+/// `retire_when_released` (its version was swapped out), the directory is renamed aside
+/// at once and deleted in the background, so the cache holds only what this process
+/// serves. Directories of loads that failed stay, so the retry at the next poll needs no
+/// new download; so do those of versions serving at shutdown, for the next start.
+pub struct CacheLease {
+    dir: PathBuf,
+}
+
+impl CacheLease {
+    /// Claims `dir` (which may not exist yet); a new claim cancels an earlier retirement.
+    pub fn acquire(dir: &Path) -> CacheLease {
+        if let Ok(mut leases) = LEASES.lock() {
+            let entry = leases.entry(dir.to_path_buf()).or_default();
+            *entry = (entry.0 + 1, false);
+        }
+        CacheLease {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Marks the directory for removal once no lease holds it any more.
+    pub fn retire_when_released(&self) {
+        if let Ok(mut leases) = LEASES.lock() {
+            if let Some(entry) = leases.get_mut(&self.dir) {
+                entry.1 = true;
+            }
+        }
+    }
+}
+
+impl Drop for CacheLease {
+    fn drop(&mut self) {
+        let Ok(mut leases) = LEASES.lock() else {
+            return;
+        };
+        let Some(entry) = leases.get_mut(&self.dir) else {
+            return;
+        };
+        entry.0 = entry.0.saturating_sub(1);
+        let (left, retire) = *entry;
+        if left > 0 {
+            return;
+        }
+        leases.remove(&self.dir);
+        if !retire {
+            return;
+        }
+        // Renamed while the lock is held: a lease on the same path taken after this finds
+        // nothing there and downloads afresh.
+        let trash = self.dir.with_extension(format!(
+            "trash-{}-{}",
+            std::process::id(),
+            TRASH_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        if std::fs::rename(&self.dir, &trash).is_ok() {
+            drop(leases);
+            tracing::info!(dir = %self.dir.display(), "retired model copy removed from the cache");
+            let _ = std::thread::Builder::new()
+                .name("cairn-cache-prune".into())
+                .spawn(move || {
+                    if let Err(e) = std::fs::remove_dir_all(&trash) {
+                        tracing::warn!(dir = %trash.display(), error = %e, "cannot remove a retired model copy");
+                    }
+                });
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leases_remove_a_retired_directory_when_the_last_one_goes() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("m-1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("MLmodel"), "x").unwrap();
+        // A failed load (never retired) leaves the copy for the retry.
+        drop(CacheLease::acquire(&dir));
+        assert!(dir.exists());
+        // Swapped out while another version (same files) still uses it: kept until both go.
+        let old = CacheLease::acquire(&dir);
+        let other = CacheLease::acquire(&dir);
+        old.retire_when_released();
+        drop(old);
+        assert!(dir.exists(), "another lease still uses it");
+        drop(other);
+        assert!(
+            !dir.exists(),
+            "retired and released: moved out of the cache"
+        );
+        // A version loading the same files again cancels the retirement.
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = CacheLease::acquire(&dir);
+        old.retire_when_released();
+        let again = CacheLease::acquire(&dir);
+        drop(old);
+        drop(again);
+        assert!(dir.exists(), "re-acquired after retirement: kept");
+    }
 
     #[test]
     fn store_schemes() {

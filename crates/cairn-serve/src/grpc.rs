@@ -819,6 +819,7 @@ mod tests {
             metrics: state.metrics.for_version("m", "3"),
             location: Location::Local(std::env::temp_dir()),
             tensor_signature: true,
+            cache_lease: None,
         }
     }
 

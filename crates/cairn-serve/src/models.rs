@@ -16,6 +16,7 @@ use arc_swap::ArcSwapOption;
 use cairn_infer::{BatchConfig, Batcher, ModelSignature, Tensor, TensorData};
 
 use crate::engines::{self, EngineConfig};
+use crate::fetch::CacheLease;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::mlmodel::MlModel;
 use crate::resolve::{Location, ModelUri, Resolved, TrackingClient};
@@ -33,6 +34,10 @@ pub struct Loaded {
     /// Whether the MLmodel signature declares tensors (MLflow then answers dataframe input
     /// with arrays per output rather than records).
     pub tensor_signature: bool,
+    /// The cached copy of the model's files this version was loaded from (the Python
+    /// engine reloads from it when a worker restarts); removed after a swap replaces this
+    /// version, once nothing else of this process uses it. Kept across restarts.
+    pub cache_lease: Option<CacheLease>,
 }
 
 impl Loaded {
@@ -199,7 +204,7 @@ async fn refresh(
         }
     }
     let started = Instant::now();
-    let dir = local_dir(&resolved.location, loader).await?;
+    let (dir, cache_lease) = local_dir(&resolved.location, loader).await?;
     let engine_config = loader.engines.clone();
     let (mlmodel, engines) = tokio::task::spawn_blocking(move || {
         let mlmodel = MlModel::read(&dir)?;
@@ -232,6 +237,7 @@ async fn refresh(
         metrics: model_metrics,
         location: resolved.location,
         tensor_signature,
+        cache_lease,
     };
     warm(&loaded).await?;
     loaded.metrics.set_ready(true);
@@ -239,45 +245,43 @@ async fn refresh(
     let version = loaded.version.clone();
     if let Some(old) = slot.current.swap(Some(Arc::new(loaded))) {
         tracing::info!(model = %slot.name, from = %old.version, to = %version, "swapped model version");
+        // Its files go from the cache when its last request is done (unless another
+        // served version uses the same copy).
+        if let Some(lease) = &old.cache_lease {
+            lease.retire_when_released();
+        }
     }
     Ok(Some(version))
 }
 
-/// The model's directory on this machine, downloading it into the cache if needed.
-async fn local_dir(location: &Location, loader: &LoaderConfig) -> Result<PathBuf, String> {
-    match location {
-        Location::Local(dir) => Ok(dir.clone()),
-        Location::Store(uri) => {
-            let dest = loader.cache_dir.join(cache_name(uri));
-            if !tokio::fs::try_exists(dest.join("MLmodel"))
-                .await
-                .unwrap_or(false)
-            {
-                crate::fetch::download_store(uri, &dest)
-                    .await
-                    .map_err(|e| e.to_string())?;
+/// The model's directory on this machine, downloading it into the cache if needed; for a
+/// cached copy, also the lease that keeps it there while this version is in use.
+async fn local_dir(
+    location: &Location,
+    loader: &LoaderConfig,
+) -> Result<(PathBuf, Option<CacheLease>), String> {
+    let remote = match location {
+        Location::Local(dir) => return Ok((dir.clone(), None)),
+        Location::Store(uri) => uri.as_str(),
+        Location::Proxied(path) => path.as_str(),
+    };
+    let dest = loader.cache_dir.join(cache_name(remote));
+    // Taken before looking, so a copy being retired cannot be picked up half-deleted.
+    let lease = CacheLease::acquire(&dest);
+    if !tokio::fs::try_exists(dest.join("MLmodel"))
+        .await
+        .unwrap_or(false)
+    {
+        let fetched = match (location, &loader.tracking) {
+            (Location::Store(uri), _) => crate::fetch::download_store(uri, &dest).await,
+            (_, Some(client)) => client.download(remote, &dest).await,
+            (_, None) => {
+                return Err("proxied artifacts need a tracking server".to_string());
             }
-            Ok(dest)
-        }
-        Location::Proxied(remote) => {
-            let dest = loader.cache_dir.join(cache_name(remote));
-            if tokio::fs::try_exists(dest.join("MLmodel"))
-                .await
-                .unwrap_or(false)
-            {
-                return Ok(dest);
-            }
-            let client = loader
-                .tracking
-                .as_ref()
-                .ok_or_else(|| "proxied artifacts need a tracking server".to_string())?;
-            client
-                .download(remote, &dest)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(dest)
-        }
+        };
+        fetched.map_err(|e| e.to_string())?;
     }
+    Ok((dest, Some(lease)))
 }
 
 /// A directory name for a remote artifact path: readable, and distinct for distinct paths.
