@@ -279,6 +279,23 @@ def main() -> None:
         cairn.stop()
         results["cairn"] = c
 
+        # --- Cairn on tract, the pure-Rust engine (same model) ---
+        port = free_port()
+        tract_cmd = cairn_cmd[:]
+        tract_cmd[tract_cmd.index("--port") + 1] = str(port)
+        if "--grpc-port" in tract_cmd:
+            tract_cmd[tract_cmd.index("--grpc-port") + 1] = str(free_port())
+        tract_cmd += ["--engine", "tract"]
+        base = f"http://127.0.0.1:{port}"
+        tract = Server("cairn-tract", tract_cmd, f"{base}/v2/health/ready", env, tmp / "tract.log")
+        t: dict = {"start_s": tract.start_s}
+        infer = f"{base}/v2/models/iris/infer"
+        t["oip_binary_c1"] = load(infer, bodies["oip_binary_1"], 1, args.duration, args.warmup)
+        t["oip_json_c8"] = load(infer, bodies["oip_json_1"], 8, args.duration, args.warmup)
+        t["oip_binary_1000_c4"] = load(infer, bodies["oip_binary_1000"], 4, args.duration, args.warmup)
+        tract.stop()
+        results["cairn_tract"] = t
+
         # --- MLflow ---
         port = free_port()
         mlflow_cmd = [
@@ -311,6 +328,7 @@ def main() -> None:
 
 def render(r: dict, args: argparse.Namespace) -> str:
     c, m, o = r["cairn"], r["mlflow"], r["onnxruntime"]
+    t = r.get("cairn_tract")
     us = lambda v: f"{v:,.0f} µs"  # noqa: E731
     rps = lambda v: f"{v:,.0f}"  # noqa: E731
     rows_s = lambda res: res["rps"] * 1000  # noqa: E731
@@ -352,6 +370,18 @@ def render(r: dict, args: argparse.Namespace) -> str:
         f"1000-row batches {rps(o['rows_per_s_1000'])} rows/s. Cairn OIP binary 1000-row / in-process: "
         f"**{rows_s(c['oip_binary_1000_c4']) / o['rows_per_s_1000']:.2f}×**.",
         "",
+        *(
+            [
+                "Cairn with `--engine tract` (the pure-Rust engine, same model and client): "
+                f"1-row p50 {us(t['oip_binary_c1']['p50_us'])} (OIP binary, c=1); "
+                f"{rps(t['oip_json_c8']['rps'])} req/s at c=8 (OIP JSON); "
+                f"1000-row batches {rps(rows_s(t['oip_binary_1000_c4']))} rows/s (OIP binary, c=4), "
+                f"{rows_s(t['oip_binary_1000_c4']) / o['rows_per_s_1000']:.2f}× in-process onnxruntime.",
+                "",
+            ]
+            if t
+            else []
+        ),
         "The floor: an HTTP round trip that does no inference, from the same client at c=1 "
         f"(Cairn `GET /v2/health/live`, MLflow `GET /ping`): p50 {us(c['floor_c1']['p50_us'])} for Cairn, "
         f"{us(m['floor_c1']['p50_us'])} for MLflow. Cairn's 1-row inference p50 sits "
