@@ -36,7 +36,7 @@ fn bad_serve_flags_are_refused_with_reasons() {
             &["--model", "a=models:/churn@champion"],
             "needs a tracking server",
         ),
-        (&["--model", "a=s3://bucket/model"], "invalid model URI"),
+        (&["--model", "a=ftp://bucket/model"], "invalid model URI"),
         (&["--model", "a=models:/"], "invalid model URI"),
         (
             &["--model", "a=./m", "--engine", "tensorflow"],
@@ -44,6 +44,7 @@ fn bad_serve_flags_are_refused_with_reasons() {
         ),
         (&["--model", "a=./m", "--max-batch-rows", "0"], "at least 1"),
         (&["--model", "a=./m", "--max-queue-delay", "soon"], "soon"),
+        (&["--model", "a=./m", "--predict-timeout", "never"], "never"),
         (
             &["--model", "a=./m", "--port", "9000", "--grpc-port", "9000"],
             "9000",
