@@ -34,6 +34,8 @@ pub enum ErrorCode {
     NotImplemented,
     /// Try again later.
     TemporarilyUnavailable,
+    /// The request ran past its time limit.
+    DeadlineExceeded,
 }
 
 impl ErrorCode {
@@ -54,6 +56,7 @@ impl ErrorCode {
             Self::InvalidState => ("INVALID_STATE", 500),
             Self::NotImplemented => ("NOT_IMPLEMENTED", 501),
             Self::TemporarilyUnavailable => ("TEMPORARILY_UNAVAILABLE", 503),
+            Self::DeadlineExceeded => ("DEADLINE_EXCEEDED", 504),
         }
     }
 

@@ -10,13 +10,15 @@ pub mod extract;
 mod handlers;
 mod middleware;
 mod routes;
+pub mod security;
 
 use std::sync::Arc;
 
 use cairn_artifacts::ArtifactService;
 use cairn_core::service::{RegistryService, TrackingService};
 
-pub use routes::router;
+pub use routes::{router, router_with};
+pub use security::SecurityConfig;
 
 /// Shared state handed to every handler.
 #[derive(Clone)]

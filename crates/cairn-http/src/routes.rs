@@ -16,7 +16,10 @@ use crate::error::ApiError;
 use crate::handlers::artifacts::{self, ARTIFACT_PREFIXES};
 use crate::handlers::{experiments, logged_models, meta, registry, runs};
 use crate::middleware::{panic_response, server_timing};
+use crate::security::{harden, SecurityConfig};
 use crate::AppState;
+use std::sync::Arc;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// Largest request body accepted by any endpoint (log-batch has its own 1 MB limit).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -173,8 +176,16 @@ async fn method_not_allowed(method: Method, req: Request) -> ApiError {
     )
 }
 
-/// Builds the whole application router.
+/// Builds the whole application router with the default hardening (loopback and private
+/// hosts, no cross-origin access, 120 s API time limit).
 pub fn router(state: AppState) -> Router {
+    router_with(state, SecurityConfig::default())
+}
+
+/// Builds the whole application router with the given hardening.
+pub fn router_with(state: AppState, security: SecurityConfig) -> Router {
+    let cors = cors_layer(&security.cors_allowed_origins);
+    let security = Arc::new(security);
     let mut app: Router<AppState> = Router::new()
         .route("/health", get(meta::health))
         .route("/version", get(meta::version))
@@ -214,9 +225,38 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(server_timing))
+        .layer(axum::middleware::from_fn_with_state(security, harden))
+        .option_layer(cors)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     app.fallback(meta::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(layers)
         .with_state(state)
+}
+
+/// CORS headers for the configured origins only; none at all by default.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let any = origins.iter().any(|o| o == "*");
+    let allowed = origins.to_vec();
+    let layer = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origin
+                .to_str()
+                .is_ok_and(|o| crate::security::origin_allowed(&allowed, o))
+        }))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        // Credentials with a wildcard origin would let any site act as the user.
+        .allow_credentials(!any);
+    Some(layer)
 }

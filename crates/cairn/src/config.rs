@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -16,6 +17,8 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 5000;
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
+/// Default time limit of an API request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default PostgreSQL pool size per process.
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
 
@@ -56,6 +59,23 @@ pub struct ServerArgs {
     /// Accepted for `mlflow server` compatibility; Cairn always proxies artifacts.
     #[arg(long, hide = true)]
     pub serve_artifacts: bool,
+    /// `Host` header values accepted, comma-separated, `*` wildcards (DNS-rebinding
+    /// protection, as `mlflow server --allowed-hosts`) [default: loopback and private
+    /// addresses with any port, plus --host].
+    #[arg(long, env = "CAIRN_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins allowed to call the API from a browser (CORS), comma-separated, `*`
+    /// wildcards [default: none; cross-origin state changes are refused].
+    #[arg(long, env = "CAIRN_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Option<Vec<String>>,
+    /// Longest an API request may run before it gets 504 (artifact transfers are
+    /// exempt) [default: 120s].
+    #[arg(long, env = "CAIRN_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// Listen on a non-loopback address although no authentication is configured: anyone
+    /// who can reach the port can read and change everything.
+    #[arg(long, env = "CAIRN_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
 }
 
 /// The same options as read from a config file.
@@ -70,6 +90,10 @@ struct FileConfig {
     default_artifact_root: Option<String>,
     artifacts_destination: Option<String>,
     artifacts_presigned: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
+    cors_allowed_origins: Option<Vec<String>>,
+    request_timeout: Option<String>,
+    insecure_no_auth: Option<bool>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -85,7 +109,16 @@ impl ServerArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        Ok(ServerConfig {
+        let request_timeout = match (self.request_timeout, &file.request_timeout) {
+            (Some(t), _) => t,
+            (None, Some(text)) => humantime::parse_duration(text)
+                .with_context(|| format!("request_timeout = {text:?} in the config file"))?,
+            (None, None) => DEFAULT_REQUEST_TIMEOUT,
+        };
+        if request_timeout.is_zero() {
+            bail!("--request-timeout must be more than 0");
+        }
+        let config = ServerConfig {
             host: self
                 .host
                 .or(file.host)
@@ -104,7 +137,16 @@ impl ServerArgs {
             artifacts_destination: self.artifacts_destination.or(file.artifacts_destination),
             artifacts_presigned: self.artifacts_presigned
                 || file.artifacts_presigned.unwrap_or(false),
-        })
+            allowed_hosts: self.allowed_hosts.or(file.allowed_hosts),
+            cors_allowed_origins: self
+                .cors_allowed_origins
+                .or(file.cors_allowed_origins)
+                .unwrap_or_default(),
+            request_timeout,
+            insecure_no_auth: self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
+        };
+        config.check_exposure()?;
+        Ok(config)
     }
 }
 
@@ -127,6 +169,14 @@ pub struct ServerConfig {
     pub artifacts_destination: Option<String>,
     /// Presigned multipart uploads and downloads (S3 only).
     pub artifacts_presigned: bool,
+    /// `Host` patterns accepted; `None` means the defaults plus the listen host.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins given CORS access.
+    pub cors_allowed_origins: Vec<String>,
+    /// API request time limit.
+    pub request_timeout: Duration,
+    /// Listening beyond loopback without authentication was asked for explicitly.
+    pub insecure_no_auth: bool,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -144,6 +194,10 @@ impl fmt::Debug for ServerConfig {
             .field("default_artifact_root", &self.default_artifact_root)
             .field("artifacts_destination", &self.artifacts_destination)
             .field("artifacts_presigned", &self.artifacts_presigned)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("request_timeout", &self.request_timeout)
+            .field("insecure_no_auth", &self.insecure_no_auth)
             .finish()
     }
 }
@@ -162,6 +216,15 @@ pub fn redact_uri(uri: &str) -> String {
         }
         _ => uri.to_string(),
     }
+}
+
+/// Whether `host` names only this machine: `localhost` or a loopback address.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_matches(|c| c == '[' || c == ']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A parsed backend store URI.
@@ -194,6 +257,51 @@ impl ServerConfig {
             default_artifact_root: None,
             artifacts_destination: None,
             artifacts_presigned: false,
+            allowed_hosts: None,
+            cors_allowed_origins: Vec::new(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            insecure_no_auth: false,
+        }
+    }
+
+    /// Refuses to listen beyond loopback with no authentication, unless told to.
+    pub fn check_exposure(&self) -> anyhow::Result<()> {
+        if is_loopback(&self.host) || self.insecure_no_auth {
+            return Ok(());
+        }
+        bail!(
+            "refusing to listen on {} with no authentication configured: anyone who can reach \
+             the port could read and change every experiment, run and model. Listen on \
+             127.0.0.1 (the default) behind an authenticating proxy, or pass \
+             --insecure-no-auth to accept the risk",
+            self.host
+        )
+    }
+
+    /// The hardening settings for the HTTP layer.
+    pub fn security(&self) -> cairn_http::SecurityConfig {
+        let allowed_hosts = self.allowed_hosts.clone().unwrap_or_else(|| {
+            let mut hosts = cairn_http::security::default_allowed_hosts();
+            let host = self.host.trim_matches(|c| c == '[' || c == ']');
+            if !is_loopback(host)
+                && host
+                    .parse::<std::net::IpAddr>()
+                    .map_or(true, |ip| !ip.is_unspecified())
+            {
+                let shown = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.to_string()
+                };
+                hosts.push(shown.clone());
+                hosts.push(format!("{shown}:*"));
+            }
+            hosts
+        });
+        cairn_http::SecurityConfig {
+            allowed_hosts,
+            cors_allowed_origins: self.cors_allowed_origins.clone(),
+            request_timeout: self.request_timeout,
         }
     }
 
@@ -349,5 +457,57 @@ mod tests {
         let mut c = ServerConfig::with_data_dir("/d");
         c.backend_store_uri = Some("postgresql://bob:s3cret@db/x".into());
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn non_loopback_listening_needs_insecure_no_auth() {
+        let mut c = ServerConfig::with_data_dir("/data");
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"] {
+            c.host = host.into();
+            assert!(c.check_exposure().is_ok(), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.5", "mlflow.internal"] {
+            c.host = host.into();
+            let err = c
+                .check_exposure()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("--insecure-no-auth"), "{host}: {err}");
+        }
+        c.insecure_no_auth = true;
+        assert!(c.check_exposure().is_ok());
+        // The flag reaches resolve() from the command line or the file.
+        let args = ServerArgs {
+            host: Some("0.0.0.0".into()),
+            ..ServerArgs::default()
+        };
+        assert!(args.clone().resolve().is_err());
+        let args = ServerArgs {
+            insecure_no_auth: true,
+            ..args
+        };
+        assert!(args.resolve().is_ok());
+    }
+
+    #[test]
+    fn the_listen_host_joins_the_default_allowed_hosts() {
+        let mut c = ServerConfig::with_data_dir("/data");
+        c.host = "10.1.2.3".into();
+        c.insecure_no_auth = true;
+        let hosts = c.security().allowed_hosts;
+        assert!(hosts.contains(&"10.1.2.3:*".to_string()));
+        c.host = "mlflow.internal".into();
+        assert!(c
+            .security()
+            .allowed_hosts
+            .contains(&"mlflow.internal:*".to_string()));
+        c.host = "0.0.0.0".into();
+        assert_eq!(
+            c.security().allowed_hosts,
+            cairn_http::security::default_allowed_hosts()
+        );
+        c.allowed_hosts = Some(vec!["only.this".into()]);
+        assert_eq!(c.security().allowed_hosts, vec!["only.this".to_string()]);
     }
 }

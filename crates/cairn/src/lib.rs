@@ -78,7 +78,10 @@ impl Application {
         let artifacts =
             ArtifactService::new(repo, store.clone()).with_presigned(config.artifacts_presigned);
         let registry = RegistryService::new(registry_store, store.clone());
-        let router = cairn_http::router(AppState::new(tracking, registry, artifacts));
+        let router = cairn_http::router_with(
+            AppState::new(tracking, registry, artifacts),
+            config.security(),
+        );
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;

@@ -76,8 +76,22 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server over `dir` (which may already hold data from an earlier server).
 pub async fn spawn_app_in(dir: TempDir) -> TestApp {
+    spawn_app_configured(dir, |_| {}).await
+}
+
+/// Starts a server over a fresh temporary data dir with `edit` applied to its config.
+pub async fn spawn_app_with(edit: impl FnOnce(&mut ServerConfig)) -> TestApp {
+    spawn_app_configured(tempfile::tempdir().expect("creating a temp dir"), edit).await
+}
+
+async fn spawn_app_configured(dir: TempDir, edit: impl FnOnce(&mut ServerConfig)) -> TestApp {
     init_tracing();
-    let app = build_app(dir.path()).await;
+    let mut config = ServerConfig::with_data_dir(dir.path());
+    edit(&mut config);
+    assert_eq!(config.port, 0, "tests must never use a fixed port");
+    let app = Application::build(&config)
+        .await
+        .expect("building the application");
     let base_url = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = oneshot::channel::<()>();
     // Dropping the sender also resolves `rx`, so a dropped TestApp stops its server.
