@@ -246,3 +246,8 @@ CAIRN_BIN="$ROOT/target/debug/cairn" \
     CONFORMANCE_ARTIFACTS_DESTINATION="az://cairn-artifacts/conformance" \
     "$VENV/bin/python" -m pytest tests/conformance/test_artifacts.py \
     tests/conformance/test_model_flow.py -q -p no:cacheprovider
+
+step "Fuzzing the untrusted-input parsers (cargo-fuzz, ${CAIRN_FUZZ_SECONDS:-15}s per target)"
+# A short run on every commit keeps the targets building and catches shallow crashes;
+# scripts/fuzz.sh with a longer budget digs deeper.
+"$ROOT/scripts/fuzz.sh" "${CAIRN_FUZZ_SECONDS:-15}"
