@@ -153,6 +153,10 @@ step "Serving suite: cairn serve with tritonclient (HTTP, gRPC), requests and ml
 CAIRN_BIN="$ROOT/target/debug/cairn" \
     "$VENV/bin/python" -m pytest tests/serving -q -p no:cacheprovider
 
+step "Security suite: cairn server --auth with the real mlflow client"
+CAIRN_BIN="$ROOT/target/debug/cairn" \
+    "$VENV/bin/python" -m pytest tests/security -q -p no:cacheprovider
+
 CONFORMANCE_DB="cairn_conformance_$$"
 S3_PID=""
 S3_LOG="$(mktemp -t cairn-s3.XXXXXX)"

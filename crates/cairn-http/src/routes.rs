@@ -185,6 +185,10 @@ pub fn router(state: AppState) -> Router {
 /// Builds the whole application router with the given hardening.
 pub fn router_with(state: AppState, security: SecurityConfig) -> Router {
     let cors = cors_layer(&security.cors_allowed_origins);
+    let auth = security
+        .authenticator
+        .clone()
+        .map(|a| axum::middleware::from_fn_with_state(a, crate::auth::authenticate));
     let security = Arc::new(security);
     let mut app: Router<AppState> = Router::new()
         .route("/health", get(meta::health))
@@ -227,6 +231,7 @@ pub fn router_with(state: AppState, security: SecurityConfig) -> Router {
         .layer(axum::middleware::from_fn(server_timing))
         .layer(axum::middleware::from_fn_with_state(security, harden))
         .option_layer(cors)
+        .option_layer(auth)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     app.fallback(meta::not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -76,6 +76,18 @@ pub struct ServerArgs {
     /// who can reach the port can read and change everything.
     #[arg(long, env = "CAIRN_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Require HTTP Basic credentials on every request but the health checks (what the
+    /// `mlflow` client sends from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).
+    /// The administrator's password comes from CAIRN_ADMIN_PASSWORD.
+    #[arg(long, env = "CAIRN_AUTH")]
+    pub auth: bool,
+    /// The administrator account's name [default: admin].
+    #[arg(long, env = "CAIRN_ADMIN_USERNAME")]
+    pub admin_username: Option<String>,
+    /// The administrator's password: from the environment or the config file only, so it
+    /// never shows in a process listing.
+    #[arg(skip)]
+    pub admin_password: Option<String>,
 }
 
 /// The same options as read from a config file.
@@ -94,6 +106,9 @@ struct FileConfig {
     cors_allowed_origins: Option<Vec<String>>,
     request_timeout: Option<String>,
     insecure_no_auth: Option<bool>,
+    auth: Option<bool>,
+    admin_username: Option<String>,
+    admin_password: Option<String>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -144,6 +159,27 @@ impl ServerArgs {
                 .unwrap_or_default(),
             request_timeout,
             insecure_no_auth: self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
+            auth: match self.auth || file.auth.unwrap_or(false) {
+                false => None,
+                true => {
+                    let password = self
+                        .admin_password
+                        .or_else(|| std::env::var("CAIRN_ADMIN_PASSWORD").ok())
+                        .or(file.admin_password)
+                        .filter(|p| !p.is_empty())
+                        .context(
+                            "--auth needs the administrator's password: set CAIRN_ADMIN_PASSWORD \
+                             (or admin_password in the config file)",
+                        )?;
+                    Some(AdminAccount {
+                        username: self
+                            .admin_username
+                            .or(file.admin_username)
+                            .unwrap_or_else(|| "admin".to_string()),
+                        password,
+                    })
+                }
+            },
         };
         config.check_exposure()?;
         Ok(config)
@@ -177,6 +213,24 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Listening beyond loopback without authentication was asked for explicitly.
     pub insecure_no_auth: bool,
+    /// The administrator account, when authentication is on.
+    pub auth: Option<AdminAccount>,
+}
+
+/// The bootstrap administrator (its password is never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminAccount {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for AdminAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminAccount")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 impl fmt::Debug for ServerConfig {
@@ -198,6 +252,7 @@ impl fmt::Debug for ServerConfig {
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("request_timeout", &self.request_timeout)
             .field("insecure_no_auth", &self.insecure_no_auth)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -261,12 +316,13 @@ impl ServerConfig {
             cors_allowed_origins: Vec::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             insecure_no_auth: false,
+            auth: None,
         }
     }
 
     /// Refuses to listen beyond loopback with no authentication, unless told to.
     pub fn check_exposure(&self) -> anyhow::Result<()> {
-        if is_loopback(&self.host) || self.insecure_no_auth {
+        if is_loopback(&self.host) || self.insecure_no_auth || self.auth.is_some() {
             return Ok(());
         }
         bail!(
@@ -278,8 +334,16 @@ impl ServerConfig {
         )
     }
 
-    /// The hardening settings for the HTTP layer.
-    pub fn security(&self) -> cairn_http::SecurityConfig {
+    /// The hardening settings for the HTTP layer (hashes the admin password when
+    /// authentication is on).
+    pub fn security(&self) -> anyhow::Result<cairn_http::SecurityConfig> {
+        let authenticator = match &self.auth {
+            Some(admin) => Some(std::sync::Arc::new(
+                cairn_http::auth::Authenticator::with_admin(&admin.username, &admin.password)
+                    .map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        };
         let allowed_hosts = self.allowed_hosts.clone().unwrap_or_else(|| {
             let mut hosts = cairn_http::security::default_allowed_hosts();
             let host = self.host.trim_matches(|c| c == '[' || c == ']');
@@ -298,11 +362,12 @@ impl ServerConfig {
             }
             hosts
         });
-        cairn_http::SecurityConfig {
+        Ok(cairn_http::SecurityConfig {
             allowed_hosts,
             cors_allowed_origins: self.cors_allowed_origins.clone(),
             request_timeout: self.request_timeout,
-        }
+            authenticator,
+        })
     }
 
     /// Where proxied artifacts are stored: a directory or an object-store URI.
@@ -350,6 +415,7 @@ impl ServerConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -495,19 +561,50 @@ mod tests {
         let mut c = ServerConfig::with_data_dir("/data");
         c.host = "10.1.2.3".into();
         c.insecure_no_auth = true;
-        let hosts = c.security().allowed_hosts;
+        let hosts = c.security().unwrap().allowed_hosts;
         assert!(hosts.contains(&"10.1.2.3:*".to_string()));
         c.host = "mlflow.internal".into();
         assert!(c
             .security()
+            .unwrap()
             .allowed_hosts
             .contains(&"mlflow.internal:*".to_string()));
         c.host = "0.0.0.0".into();
         assert_eq!(
-            c.security().allowed_hosts,
+            c.security().unwrap().allowed_hosts,
             cairn_http::security::default_allowed_hosts()
         );
         c.allowed_hosts = Some(vec!["only.this".into()]);
-        assert_eq!(c.security().allowed_hosts, vec!["only.this".to_string()]);
+        assert_eq!(
+            c.security().unwrap().allowed_hosts,
+            vec!["only.this".to_string()]
+        );
+    }
+
+    #[test]
+    fn auth_needs_a_password_and_allows_exposure() {
+        let args = ServerArgs {
+            auth: true,
+            host: Some("0.0.0.0".into()),
+            admin_password: Some("long enough pw".into()),
+            ..ServerArgs::default()
+        };
+        let c = args.clone().resolve().unwrap();
+        let admin = c.auth.clone().unwrap();
+        assert_eq!(admin.username, "admin");
+        assert!(!format!("{c:?}").contains("long enough pw"), "{c:?}");
+        assert!(c.security().unwrap().authenticator.is_some());
+        if std::env::var_os("CAIRN_ADMIN_PASSWORD").is_none() {
+            let missing = ServerArgs {
+                admin_password: None,
+                ..args
+            };
+            let err = missing
+                .resolve()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("CAIRN_ADMIN_PASSWORD"), "{err}");
+        }
     }
 }

@@ -80,7 +80,7 @@ impl Application {
         let registry = RegistryService::new(registry_store, store.clone());
         let router = cairn_http::router_with(
             AppState::new(tracking, registry, artifacts),
-            config.security(),
+            config.security()?,
         );
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
