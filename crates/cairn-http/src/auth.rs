@@ -113,17 +113,25 @@ impl Authenticator {
         h.finalize().into()
     }
 
-    /// The principal for a username and password, or `None`. Blocking (argon2): call it
-    /// off the async workers.
-    pub fn verify_basic(&self, username: &str, password: &str) -> Option<Principal> {
+    /// The principal for credentials verified recently, without hashing: cheap enough to
+    /// run on an async worker.
+    pub fn cached_basic(&self, username: &str, password: &str) -> Option<Principal> {
         let key = self.fingerprint(username, password);
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((index, at)) = cache.get(&key) {
-                if at.elapsed() < CACHE_TTL {
-                    return self.accounts.get(*index).map(|a| principal(a, "basic"));
-                }
-            }
+        let cache = self.cache.lock().ok()?;
+        let (index, at) = cache.get(&key)?;
+        if at.elapsed() >= CACHE_TTL {
+            return None;
         }
+        self.accounts.get(*index).map(|a| principal(a, "basic"))
+    }
+
+    /// The principal for a username and password, or `None`. Blocking (argon2) unless the
+    /// credentials are cached: call it off the async workers.
+    pub fn verify_basic(&self, username: &str, password: &str) -> Option<Principal> {
+        if let Some(p) = self.cached_basic(username, password) {
+            return Some(p);
+        }
+        let key = self.fingerprint(username, password);
         self.verifications
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let found = self.accounts.iter().position(|a| a.username == username);
@@ -208,6 +216,11 @@ pub(crate) async fn authenticate(
              (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)",
         );
     };
+    // The common case, a client seen recently, needs no thread hop.
+    if let Some(principal) = auth.cached_basic(&user, &password) {
+        req.extensions_mut().insert(principal);
+        return next.run(req).await;
+    }
     let checker = auth.clone();
     let verified =
         tokio::task::spawn_blocking(move || checker.verify_basic(&user, &password)).await;
