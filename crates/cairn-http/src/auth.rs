@@ -30,6 +30,14 @@ use crate::error::ApiError;
 const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Most credentials remembered at once (beyond it the cache is cleared).
 const CACHE_CAPACITY: usize = 10_000;
+/// Failed sign-ins per username answered at once, within `FAILURE_WINDOW`.
+const FREE_FAILURES: u32 = 3;
+/// The hold on the first failure past the free ones; it doubles with each further one.
+const FIRST_FAILURE_DELAY: Duration = Duration::from_millis(250);
+/// The longest hold.
+const MAX_FAILURE_DELAY: Duration = Duration::from_secs(8);
+/// How long failures are remembered.
+const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 /// Paths answered without credentials (load-balancer health checks).
 const OPEN_PATHS: &[&str] = &["/health", "/version"];
 
@@ -73,6 +81,8 @@ pub struct Authenticator {
     cache: Mutex<HashMap<[u8; 32], (usize, Instant)>>,
     /// How many full argon2 verifications ran (for tests and metrics).
     verifications: std::sync::atomic::AtomicU64,
+    /// Recent failed sign-ins per username: (count, first failure of the window).
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl Authenticator {
@@ -95,7 +105,41 @@ impl Authenticator {
             cache_key,
             cache: Mutex::new(HashMap::new()),
             verifications: std::sync::atomic::AtomicU64::new(0),
+            failures: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Records a failed sign-in for `username` and returns how long to hold the 401: free
+    /// for the first few, then doubling up to `MAX_FAILURE_DELAY`, within a window of
+    /// `FAILURE_WINDOW`. Only failures wait, so a user who knows the password is never
+    /// locked out by someone guessing it.
+    pub fn failure_delay(&self, username: &str) -> Duration {
+        let Ok(mut failures) = self.failures.lock() else {
+            return MAX_FAILURE_DELAY;
+        };
+        if failures.len() >= CACHE_CAPACITY {
+            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        }
+        let entry = failures
+            .entry(username.to_string())
+            .or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 = entry.0.saturating_add(1);
+        match entry.0.checked_sub(FREE_FAILURES) {
+            None | Some(0) => Duration::ZERO,
+            Some(extra) => {
+                (FIRST_FAILURE_DELAY * 2u32.saturating_pow(extra - 1)).min(MAX_FAILURE_DELAY)
+            }
+        }
+    }
+
+    /// Forgets the failed sign-ins of `username` (after a successful one).
+    pub fn clear_failures(&self, username: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(username);
+        }
     }
 
     /// Full argon2 verifications so far.
@@ -211,6 +255,7 @@ pub(crate) async fn authenticate(
         );
     };
     let Some((user, password)) = basic_credentials(value) else {
+        // (Malformed headers are refused below without touching the failure counts.)
         return unauthenticated(
             "Unsupported Authorization header: this server takes HTTP Basic credentials \
              (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)",
@@ -222,14 +267,25 @@ pub(crate) async fn authenticate(
         return next.run(req).await;
     }
     let checker = auth.clone();
+    let name = user.clone();
     let verified =
-        tokio::task::spawn_blocking(move || checker.verify_basic(&user, &password)).await;
+        tokio::task::spawn_blocking(move || checker.verify_basic(&name, &password)).await;
     match verified {
         Ok(Some(principal)) => {
+            auth.clear_failures(&user);
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
-        Ok(None) => unauthenticated("Incorrect username or password"),
+        Ok(None) => {
+            // Brute-force slow-down: repeated failures for one name are answered later
+            // and later (the hold is not on a worker thread).
+            let hold = auth.failure_delay(&user);
+            if !hold.is_zero() {
+                tracing::warn!(user = %user, hold_ms = hold.as_millis() as u64, "repeated failed sign-ins");
+                tokio::time::sleep(hold).await;
+            }
+            unauthenticated("Incorrect username or password")
+        }
         Err(e) => {
             tracing::error!(error = %e, "credential check failed");
             ApiError::new(ErrorCode::InternalError, "credential check failed").into_response()
@@ -260,6 +316,19 @@ mod tests {
         // Failures are never cached.
         assert_eq!(auth.verify_basic("admin", "wrong password"), None);
         assert_eq!(auth.verifications(), 4);
+    }
+
+    #[test]
+    fn failures_are_held_longer_and_longer_per_name() {
+        let auth = Authenticator::with_admin("admin", "correct horse").unwrap();
+        let holds: Vec<Duration> = (0..9).map(|_| auth.failure_delay("admin")).collect();
+        assert_eq!(&holds[..3], &[Duration::ZERO; 3]);
+        assert_eq!(holds[3], Duration::from_millis(250));
+        assert_eq!(holds[4], Duration::from_millis(500));
+        assert_eq!(holds[5], Duration::from_secs(1));
+        assert_eq!(holds[8], MAX_FAILURE_DELAY);
+        // Another name has its own count.
+        assert_eq!(auth.failure_delay("alice"), Duration::ZERO);
     }
 
     #[test]

@@ -150,3 +150,41 @@ async fn a_refused_write_changes_nothing() {
         listing.body
     );
 }
+
+#[tokio::test]
+async fn repeated_failures_are_slowed_down_but_the_right_password_is_not() {
+    let app = app().await;
+    let search = format!("{}{API}/experiments/search?max_results=1", app.base_url);
+    let attempt = |password: &'static str| {
+        let req = app.client.get(&search).basic_auth("admin", Some(password));
+        async move {
+            let started = std::time::Instant::now();
+            let status = req.send().await.unwrap().status().as_u16();
+            (status, started.elapsed())
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("guess").await.0, 401);
+    }
+    // Past the free failures each answer is held back, longer each time.
+    let (status, took) = attempt("guess").await;
+    assert_eq!(status, 401);
+    assert!(
+        took >= std::time::Duration::from_millis(250),
+        "held only {took:?}"
+    );
+    let (status, took) = attempt("guess").await;
+    assert_eq!(status, 401);
+    assert!(
+        took >= std::time::Duration::from_millis(500),
+        "held only {took:?}"
+    );
+    // The owner of the account is not locked out, and success resets the count.
+    assert_eq!(attempt(PASSWORD).await.0, 200);
+    let (status, took) = attempt("guess").await;
+    assert_eq!(status, 401);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "still held {took:?} after a success"
+    );
+}
