@@ -197,6 +197,17 @@ class Served:
         r.raise_for_status()
         return r.text
 
+    def load_error(self, model: str = "m", timeout: float = 60) -> str:
+        """Waits until `model` reports a load error on its readiness endpoint (503 with
+        an `error`), and returns that message."""
+
+        def reason():
+            r = requests.get(f"{self.url}/v2/models/{model}/ready", timeout=5)
+            # (A Response is falsy when its status is an error: return the message itself.)
+            return r.json().get("error") if r.status_code == 503 else None
+
+        return poll_until(reason, timeout=timeout, what=f"a load error on /v2/models/{model}/ready")
+
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         last = None

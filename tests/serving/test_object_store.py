@@ -114,9 +114,5 @@ def test_a_missing_s3_model_is_not_ready_and_says_why(serve, s3):
     served = serve({"m": f"s3://{BUCKET}/nothing/here"}, "--poll-interval", "1s",
                    tracking_uri=None, wait_ready=False)
 
-    def reason():
-        r = requests.get(f"{served.url}/v2/models/m/ready", timeout=5)
-        return r.json().get("error") if r.status_code == 503 else None
-
-    error = poll_until(reason, timeout=60, what="a load error on /ready")
+    error = served.load_error()
     assert f"s3://{BUCKET}/nothing/here" in error and "no files" in error, error

@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import serving_models as sm
-from serving_util import assert_close, poll_until, unique
+from serving_util import assert_close, unique
 
 MISSING_ORT = "/nonexistent/libonnxruntime.so"
 
@@ -104,12 +104,7 @@ def test_auto_prefers_onnxruntime(serve, iris_model):
 def test_a_graph_tract_cannot_run_is_never_ready(serve, scaled_regressor, how):
     served = serve({"m": scaled_regressor.uri}, *how, "--poll-interval", "1s", wait_ready=False)
 
-    def reason():
-        r = requests.get(f"{served.url}/v2/models/m/ready", timeout=5)
-        return r.json().get("error") if r.status_code == 503 else None
-
-    # (A Response is falsy when its status is an error: return the message itself.)
-    error = poll_until(reason, timeout=60, what="a load error on /ready")
+    error = served.load_error()
     assert "tract cannot load" in error and "Scaler" in error, error
     if how[0] == "--ort-library":
         assert "onnxruntime is not available" in error, error
@@ -125,11 +120,7 @@ def test_engine_onnxruntime_with_a_missing_library_says_how_to_install(serve, ir
         "--poll-interval", "1s", wait_ready=False,
     )
 
-    def reason():
-        r = requests.get(f"{served.url}/v2/models/m/ready", timeout=5)
-        return r.json().get("error") if r.status_code == 503 else None
-
-    error = poll_until(reason, timeout=60, what="a load error on /ready")
+    error = served.load_error()
     assert MISSING_ORT in error and "pip install onnxruntime" in error, error
 
 
@@ -138,9 +129,5 @@ def test_tract_refuses_tree_ensembles(serve, forest_model):
     slower): `--engine tract` refuses such a graph with the reason, rather than serve it."""
     served = serve({"m": forest_model.uri}, "--engine", "tract", "--poll-interval", "1s", wait_ready=False)
 
-    def reason():
-        r = requests.get(f"{served.url}/v2/models/m/ready", timeout=5)
-        return r.json().get("error") if r.status_code == 503 else None
-
-    error = poll_until(reason, timeout=60, what="a load error on /ready")
+    error = served.load_error()
     assert "TreeEnsembleClassifier" in error and "--engine onnxruntime" in error, error
