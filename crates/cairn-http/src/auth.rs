@@ -160,9 +160,12 @@ impl Authenticator {
     /// The principal for credentials verified recently, without hashing: cheap enough to
     /// run on an async worker.
     pub fn cached_basic(&self, username: &str, password: &str) -> Option<Principal> {
-        let key = self.fingerprint(username, password);
+        self.cached(&self.fingerprint(username, password))
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
         let cache = self.cache.lock().ok()?;
-        let (index, at) = cache.get(&key)?;
+        let (index, at) = cache.get(key)?;
         if at.elapsed() >= CACHE_TTL {
             return None;
         }
@@ -172,10 +175,10 @@ impl Authenticator {
     /// The principal for a username and password, or `None`. Blocking (argon2) unless the
     /// credentials are cached: call it off the async workers.
     pub fn verify_basic(&self, username: &str, password: &str) -> Option<Principal> {
-        if let Some(p) = self.cached_basic(username, password) {
+        let key = self.fingerprint(username, password);
+        if let Some(p) = self.cached(&key) {
             return Some(p);
         }
-        let key = self.fingerprint(username, password);
         self.verifications
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let found = self.accounts.iter().position(|a| a.username == username);

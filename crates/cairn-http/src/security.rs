@@ -143,8 +143,10 @@ pub(crate) async fn harden(
 }
 
 async fn checked(config: &SecurityConfig, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    if !HEALTH_PATHS.contains(&path.as_str()) {
+    let path = req.uri().path();
+    // What the checks need from the path, taken before the request moves on.
+    let (api, artifact_transfer) = (is_api_path(path), is_artifact_transfer(path));
+    if !HEALTH_PATHS.contains(&path) {
         let host = req
             .headers()
             .get(header::HOST)
@@ -168,7 +170,7 @@ async fn checked(config: &SecurityConfig, req: Request, next: Next) -> Response 
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    if state_changing && is_api_path(&path) {
+    if state_changing && api {
         if let Some(origin) = req
             .headers()
             .get(header::ORIGIN)
@@ -187,7 +189,7 @@ async fn checked(config: &SecurityConfig, req: Request, next: Next) -> Response 
             }
         }
     }
-    if is_artifact_transfer(&path) {
+    if artifact_transfer {
         next.run(req).await
     } else {
         match tokio::time::timeout(config.request_timeout, next.run(req)).await {
