@@ -3,6 +3,9 @@
 //!
 //! This crate deliberately knows nothing of HTTP, SQL, JSON wire formats or disks.
 
+pub mod audit;
+pub mod auth;
+pub mod context;
 pub mod error;
 pub mod history;
 pub mod model;

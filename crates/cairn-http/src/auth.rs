@@ -1,36 +1,47 @@
 //! Authentication: who is calling. With authentication on, every request except the
 //! health checks must carry credentials the `mlflow` client sends: HTTP Basic
-//! (`MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`).
+//! (`MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`) or a bearer personal access
+//! token (`MLFLOW_TRACKING_TOKEN`).
 //!
+//! Accounts live in the database ([`AuthStore`]), so every replica sees the same users.
 //! Passwords are stored and checked as argon2id hashes. Checking one costs tens of
-//! milliseconds by design, so a successful check is remembered for a short time under a
+//! milliseconds by design, so a successful check is remembered for a minute under a
 //! keyed SHA-256 of the credentials (the key is random per process, so the cache holds
 //! nothing that could be replayed elsewhere or reversed offline); MLflow's basic auth,
 //! which hashes on every request, was 40–90× slower than without it (mlflow#9684).
-//! Failed checks are never cached, and each costs the full hash.
+//! Failed checks are never cached, and each costs the full hash. The cache only saves
+//! the hash: the permission layer reads the account fresh on every request, so a deleted
+//! user or a revoked admin flag takes effect at once on every replica.
+//!
+//! Tokens are 32 random bytes; only their SHA-256 is stored, which is enough for a
+//! secret of that strength (no slow hash needed), so a token costs one indexed lookup.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cairn_api::ErrorCode;
+use cairn_core::auth::AuthStore;
+use cairn_core::CoreError;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
 /// How long a verified credential is trusted without hashing again.
-const CACHE_TTL: Duration = Duration::from_secs(300);
+const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Most credentials remembered at once (beyond it the cache is cleared).
 const CACHE_CAPACITY: usize = 10_000;
-/// Failed sign-ins per username answered at once, within `FAILURE_WINDOW`.
+/// Failed sign-ins per username or client address answered at once, within
+/// `FAILURE_WINDOW`.
 const FREE_FAILURES: u32 = 3;
 /// The hold on the first failure past the free ones; it doubles with each further one.
 const FIRST_FAILURE_DELAY: Duration = Duration::from_millis(250);
@@ -40,13 +51,18 @@ const MAX_FAILURE_DELAY: Duration = Duration::from_secs(8);
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 /// Paths answered without credentials (load-balancer health checks).
 const OPEN_PATHS: &[&str] = &["/health", "/version"];
+/// Every personal access token starts with this, so secret scanners can find leaked ones.
+pub const TOKEN_PREFIX: &str = "cairn_pat_";
+/// Shortest password accepted for a new account or a password change.
+pub const MIN_PASSWORD_LEN: usize = 8;
 
 /// Who made a request and how they proved it; put in the request's extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub username: String,
+    /// As of sign-in; permission checks read it fresh from the store.
     pub is_admin: bool,
-    /// `basic` (username and password).
+    /// `basic` (username and password) or `token` (personal access token).
     pub method: &'static str,
 }
 
@@ -59,61 +75,109 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot hash the password: {e}"))
 }
 
-struct Account {
-    username: String,
-    phc: String,
-    is_admin: bool,
+/// Whether `password` matches the PHC hash (blocking: tens of milliseconds).
+pub fn password_matches(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// A new token secret: the prefix and 32 random bytes, base64url.
+pub fn new_token_secret() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The SHA-256 (hex) a token is stored and looked up under.
+pub fn token_digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let users: Vec<&str> = self.accounts.iter().map(|a| a.username.as_str()).collect();
-        f.debug_struct("Authenticator")
-            .field("users", &users)
-            .finish()
+        f.debug_struct("Authenticator").finish_non_exhaustive()
     }
 }
 
-/// Checks credentials against the configured accounts.
+/// Checks credentials against the accounts and tokens in the store.
 pub struct Authenticator {
-    accounts: Vec<Account>,
+    store: Arc<dyn AuthStore>,
     cache_key: [u8; 32],
-    cache: Mutex<HashMap<[u8; 32], (usize, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     /// How many full argon2 verifications ran (for tests and metrics).
     verifications: std::sync::atomic::AtomicU64,
-    /// Recent failed sign-ins per username: (count, first failure of the window).
+    /// Recent failed sign-ins per username and per client address: (count, first
+    /// failure of the window).
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl Authenticator {
-    /// An authenticator with one administrator account.
-    pub fn with_admin(username: &str, password: &str) -> Result<Authenticator, String> {
-        if username.is_empty() || username.contains(':') {
-            return Err("the admin username must be non-empty and contain no ':'".into());
-        }
-        if password.len() < 8 {
-            return Err("the admin password must be at least 8 characters".into());
-        }
+    /// An authenticator over the accounts in `store`.
+    pub fn new(store: Arc<dyn AuthStore>) -> Authenticator {
         let mut cache_key = [0u8; 32];
         OsRng.fill_bytes(&mut cache_key);
-        Ok(Authenticator {
-            accounts: vec![Account {
-                username: username.to_string(),
-                phc: hash_password(password)?,
-                is_admin: true,
-            }],
+        Authenticator {
+            store,
             cache_key,
             cache: Mutex::new(HashMap::new()),
             verifications: std::sync::atomic::AtomicU64::new(0),
             failures: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
-    /// Records a failed sign-in for `username` and returns how long to hold the 401: free
-    /// for the first few, then doubling up to `MAX_FAILURE_DELAY`, within a window of
-    /// `FAILURE_WINDOW`. Only failures wait, so a user who knows the password is never
-    /// locked out by someone guessing it.
-    pub fn failure_delay(&self, username: &str) -> Duration {
+    /// The store behind it.
+    pub fn store(&self) -> &Arc<dyn AuthStore> {
+        &self.store
+    }
+
+    /// Creates the administrator account on first start. Once it exists the configured
+    /// password is not applied again (rotate it with `users/update-password`), but the
+    /// account is made an administrator again if someone cleared the flag.
+    pub async fn ensure_admin(&self, username: &str, password: &str) -> Result<(), String> {
+        if username.is_empty() || username.contains(':') {
+            return Err("the admin username must be non-empty and contain no ':'".into());
+        }
+        if password.len() < MIN_PASSWORD_LEN {
+            return Err(format!(
+                "the admin password must be at least {MIN_PASSWORD_LEN} characters"
+            ));
+        }
+        match self.store.get_user(username).await {
+            Ok(user) if user.is_admin => Ok(()),
+            Ok(_) => self
+                .store
+                .set_admin(username, true)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(CoreError::NotFound(_)) => {
+                let owned = password.to_string();
+                let phc = tokio::task::spawn_blocking(move || hash_password(&owned))
+                    .await
+                    .map_err(|e| e.to_string())??;
+                match self.store.create_user(username, &phc, true).await {
+                    // Another replica created it first.
+                    Ok(_) | Err(CoreError::AlreadyExists(_)) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Records a failed sign-in under `key` (a username or a client address) and returns
+    /// how long to hold the 401: free for the first few, then doubling up to
+    /// `MAX_FAILURE_DELAY`, within a window of `FAILURE_WINDOW`. Only failures wait, so a
+    /// user who knows the password is never locked out by someone guessing it.
+    pub fn failure_delay(&self, key: &str) -> Duration {
         let Ok(mut failures) = self.failures.lock() else {
             return MAX_FAILURE_DELAY;
         };
@@ -121,7 +185,7 @@ impl Authenticator {
             failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
         }
         let entry = failures
-            .entry(username.to_string())
+            .entry(key.to_string())
             .or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
@@ -135,10 +199,18 @@ impl Authenticator {
         }
     }
 
-    /// Forgets the failed sign-ins of `username` (after a successful one).
-    pub fn clear_failures(&self, username: &str) {
+    /// Forgets the failed sign-ins under `key` (after a successful one).
+    pub fn clear_failures(&self, key: &str) {
         if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(username);
+            failures.remove(key);
+        }
+    }
+
+    /// Drops every cached credential of `username` (after a password change, a flag
+    /// change, a token revocation or a deletion), so this replica asks the store again.
+    pub fn forget_user(&self, username: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (p, _)| p.username != username);
         }
     }
 
@@ -148,63 +220,89 @@ impl Authenticator {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn fingerprint(&self, username: &str, password: &str) -> [u8; 32] {
+    fn fingerprint(&self, kind: &str, username: &str, secret: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.cache_key);
+        h.update(kind.as_bytes());
         h.update((username.len() as u64).to_le_bytes());
         h.update(username.as_bytes());
-        h.update(password.as_bytes());
+        h.update(secret.as_bytes());
         h.finalize().into()
-    }
-
-    /// The principal for credentials verified recently, without hashing: cheap enough to
-    /// run on an async worker.
-    pub fn cached_basic(&self, username: &str, password: &str) -> Option<Principal> {
-        self.cached(&self.fingerprint(username, password))
     }
 
     fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
         let cache = self.cache.lock().ok()?;
-        let (index, at) = cache.get(key)?;
-        if at.elapsed() >= CACHE_TTL {
-            return None;
-        }
-        self.accounts.get(*index).map(|a| principal(a, "basic"))
+        let (principal, at) = cache.get(key)?;
+        (at.elapsed() < CACHE_TTL).then(|| principal.clone())
     }
 
-    /// The principal for a username and password, or `None`. Blocking (argon2) unless the
-    /// credentials are cached: call it off the async workers.
-    pub fn verify_basic(&self, username: &str, password: &str) -> Option<Principal> {
-        let key = self.fingerprint(username, password);
-        if let Some(p) = self.cached(&key) {
-            return Some(p);
-        }
-        self.verifications
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let found = self.accounts.iter().position(|a| a.username == username);
-        // An unknown user costs a hash too, so timing does not tell which names exist.
-        let phc = found.map_or(DUMMY_PHC.as_str(), |i| self.accounts[i].phc.as_str());
-        let ok = PasswordHash::new(phc).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        });
-        let index = found.filter(|_| ok)?;
+    fn remember(&self, key: [u8; 32], principal: &Principal) {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }
-            cache.insert(key, (index, Instant::now()));
+            cache.insert(key, (principal.clone(), Instant::now()));
         }
-        Some(principal(&self.accounts[index], "basic"))
     }
-}
 
-fn principal(a: &Account, method: &'static str) -> Principal {
-    Principal {
-        username: a.username.clone(),
-        is_admin: a.is_admin,
-        method,
+    /// The principal for a username and password, or `None`. Hashes (on a blocking
+    /// thread) unless the credentials were verified within the last minute.
+    pub async fn verify_basic(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Principal>, CoreError> {
+        let key = self.fingerprint("basic", username, password);
+        if let Some(p) = self.cached(&key) {
+            return Ok(Some(p));
+        }
+        let credential = self.store.credential(username).await?;
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // An unknown user costs a hash too, so timing does not tell which names exist.
+        let phc = credential
+            .as_ref()
+            .map_or_else(|| DUMMY_PHC.clone(), |c| c.password_hash.clone());
+        let owned = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || password_matches(&owned, &phc))
+            .await
+            .map_err(|e| CoreError::Internal(format!("credential check failed: {e}")))?;
+        let Some(credential) = credential.filter(|_| ok) else {
+            return Ok(None);
+        };
+        let principal = Principal {
+            username: credential.user.username,
+            is_admin: credential.user.is_admin,
+            method: "basic",
+        };
+        self.remember(key, &principal);
+        Ok(Some(principal))
+    }
+
+    /// The principal for a bearer personal access token, or `None` if it is unknown,
+    /// expired or revoked.
+    pub async fn verify_token(&self, secret: &str) -> Result<Option<Principal>, CoreError> {
+        let key = self.fingerprint("token", "", secret);
+        if let Some(p) = self.cached(&key) {
+            return Ok(Some(p));
+        }
+        if !secret.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let Some(user) = self
+            .store
+            .token_owner(&token_digest(secret), crate::permissions::now_ms())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let principal = Principal {
+            username: user.username,
+            is_admin: user.is_admin,
+            method: "token",
+        };
+        self.remember(key, &principal);
+        Ok(Some(principal))
     }
 }
 
@@ -215,7 +313,8 @@ static DUMMY_PHC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     hash_password(&base64::engine::general_purpose::STANDARD.encode(pw)).unwrap_or_default()
 });
 
-fn unauthenticated(message: &str) -> Response {
+/// 401 with MLflow's code and the Basic challenge.
+pub(crate) fn unauthenticated(message: &str) -> Response {
     let mut response = ApiError::new(ErrorCode::Unauthenticated, message).into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -224,9 +323,19 @@ fn unauthenticated(message: &str) -> Response {
     response
 }
 
-/// `username:password` from an `Authorization: Basic ...` value.
-fn basic_credentials(value: &str) -> Option<(String, String)> {
+/// Credentials from an `Authorization` header value.
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    Basic(String, String),
+    Bearer(String),
+}
+
+fn parse_authorization(value: &str) -> Option<Credentials> {
     let (scheme, rest) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let token = rest.trim();
+        return (!token.is_empty()).then(|| Credentials::Bearer(token.to_string()));
+    }
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
@@ -235,7 +344,13 @@ fn basic_credentials(value: &str) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
+    Some(Credentials::Basic(user.to_string(), password.to_string()))
+}
+
+fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// Requires valid credentials on every path but the health checks.
@@ -252,47 +367,86 @@ pub(crate) async fn authenticate(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return unauthenticated(
+        return refuse(
+            &auth,
+            &req,
+            None,
             "You are not authenticated. Please see the documentation for details: set \
-             MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
-        );
+             MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN",
+        )
+        .await;
     };
-    let Some((user, password)) = basic_credentials(value) else {
-        // (Malformed headers are refused below without touching the failure counts.)
-        return unauthenticated(
+    let Some(credentials) = parse_authorization(value) else {
+        return refuse(
+            &auth,
+            &req,
+            None,
             "Unsupported Authorization header: this server takes HTTP Basic credentials \
-             (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)",
-        );
+             (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD) or a bearer token \
+             (MLFLOW_TRACKING_TOKEN)",
+        )
+        .await;
     };
-    // The common case, a client seen recently, needs no thread hop.
-    if let Some(principal) = auth.cached_basic(&user, &password) {
-        req.extensions_mut().insert(principal);
-        return next.run(req).await;
-    }
-    let checker = auth.clone();
-    let name = user.clone();
-    let verified =
-        tokio::task::spawn_blocking(move || checker.verify_basic(&name, &password)).await;
+    let (verified, name) = match &credentials {
+        Credentials::Basic(user, password) => {
+            (auth.verify_basic(user, password).await, Some(user.clone()))
+        }
+        Credentials::Bearer(token) => (auth.verify_token(token).await, None),
+    };
+    let ip_key = client_ip(&req).map(|ip| format!("ip:{ip}"));
     match verified {
         Ok(Some(principal)) => {
-            auth.clear_failures(&user);
+            if principal.method == "basic" {
+                auth.clear_failures(&format!("user:{}", principal.username));
+            }
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
         Ok(None) => {
-            // Brute-force slow-down: repeated failures for one name are answered later
-            // and later (the hold is not on a worker thread).
-            let hold = auth.failure_delay(&user);
+            // Brute-force slow-down: repeated failures for one name or from one address
+            // are answered later and later (the hold is not on a worker thread).
+            let mut hold = Duration::ZERO;
+            if let Some(user) = &name {
+                hold = hold.max(auth.failure_delay(&format!("user:{user}")));
+            }
+            if let Some(ip) = &ip_key {
+                hold = hold.max(auth.failure_delay(ip));
+            }
             if !hold.is_zero() {
-                tracing::warn!(user = %user, hold_ms = hold.as_millis() as u64, "repeated failed sign-ins");
+                tracing::warn!(user = ?name, client = ?ip_key, hold_ms = hold.as_millis() as u64, "repeated failed sign-ins");
                 tokio::time::sleep(hold).await;
             }
-            unauthenticated("Incorrect username or password")
+            let message = match credentials {
+                Credentials::Basic(..) => "Incorrect username or password",
+                Credentials::Bearer(_) => "The access token is invalid, expired or revoked",
+            };
+            refuse(&auth, &req, name, message).await
         }
         Err(e) => {
             tracing::error!(error = %e, "credential check failed");
-            ApiError::new(ErrorCode::InternalError, "credential check failed").into_response()
+            ApiError::from(e).into_response()
         }
+    }
+}
+
+/// A 401, recorded in the audit log (with the name that was tried, if any).
+fn refuse(
+    auth: &Authenticator,
+    req: &Request,
+    tried: Option<String>,
+    message: &'static str,
+) -> impl std::future::Future<Output = Response> + Send + 'static {
+    let action = format!("{} {}", req.method(), req.uri().path());
+    let mut event = crate::permissions::audit_event(req, None, &action);
+    if let Some(name) = tried {
+        event.actor = name;
+        event.auth_method = "basic".into();
+    }
+    event.outcome = "unauthenticated".into();
+    let store = auth.store.clone();
+    async move {
+        crate::permissions::append_detached(&store, event).await;
+        unauthenticated(message)
     }
 }
 
@@ -300,54 +454,118 @@ pub(crate) async fn authenticate(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use cairn_store_sqlite::{SqliteConfig, SqliteStore};
 
-    #[test]
-    fn verifies_and_caches_only_successes() {
-        let auth = Authenticator::with_admin("admin", "correct horse").unwrap();
-        assert_eq!(auth.verify_basic("admin", "wrong password"), None);
-        assert_eq!(auth.verify_basic("nobody", "correct horse"), None);
+    async fn authenticator() -> (Authenticator, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteConfig::new(dir.path().join("db.sqlite")))
+            .await
+            .unwrap();
+        (Authenticator::new(Arc::new(store)), dir)
+    }
+
+    #[tokio::test]
+    async fn verifies_and_caches_only_successes() {
+        let (auth, _dir) = authenticator().await;
+        auth.ensure_admin("admin", "correct horse").await.unwrap();
+        let check = |u: &'static str, p: &'static str| {
+            let auth = &auth;
+            async move { auth.verify_basic(u, p).await.unwrap() }
+        };
+        assert_eq!(check("admin", "wrong password").await, None);
+        assert_eq!(check("nobody", "correct horse").await, None);
         assert_eq!(auth.verifications(), 2);
-        let p = auth.verify_basic("admin", "correct horse").unwrap();
+        let p = check("admin", "correct horse").await.unwrap();
         assert_eq!(
             (p.username.as_str(), p.is_admin, p.method),
             ("admin", true, "basic")
         );
         assert_eq!(auth.verifications(), 3);
         // Cached: no new argon2 run.
-        assert!(auth.verify_basic("admin", "correct horse").is_some());
+        assert!(check("admin", "correct horse").await.is_some());
         assert_eq!(auth.verifications(), 3);
         // Failures are never cached.
-        assert_eq!(auth.verify_basic("admin", "wrong password"), None);
+        assert_eq!(check("admin", "wrong password").await, None);
         assert_eq!(auth.verifications(), 4);
+        // Forgetting the user makes the next check hash again.
+        auth.forget_user("admin");
+        assert!(check("admin", "correct horse").await.is_some());
+        assert_eq!(auth.verifications(), 5);
     }
 
-    #[test]
-    fn failures_are_held_longer_and_longer_per_name() {
-        let auth = Authenticator::with_admin("admin", "correct horse").unwrap();
-        let holds: Vec<Duration> = (0..9).map(|_| auth.failure_delay("admin")).collect();
+    #[tokio::test]
+    async fn the_bootstrap_admin_is_created_once() {
+        let (auth, _dir) = authenticator().await;
+        assert!(auth.ensure_admin("admin", "short").await.is_err());
+        assert!(auth.ensure_admin("a:b", "long enough").await.is_err());
+        auth.ensure_admin("admin", "first password").await.unwrap();
+        // A later start with another password leaves the stored one alone.
+        auth.ensure_admin("admin", "second password").await.unwrap();
+        assert!(auth
+            .verify_basic("admin", "first password")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(auth
+            .verify_basic("admin", "second password")
+            .await
+            .unwrap()
+            .is_none());
+        // The flag is restored if someone cleared it.
+        auth.store().set_admin("admin", false).await.unwrap();
+        auth.ensure_admin("admin", "first password").await.unwrap();
+        assert!(auth.store().get_user("admin").await.unwrap().is_admin);
+    }
+
+    #[tokio::test]
+    async fn tokens_are_found_by_digest_until_revoked() {
+        let (auth, _dir) = authenticator().await;
+        auth.ensure_admin("admin", "correct horse").await.unwrap();
+        let secret = new_token_secret();
+        assert!(secret.starts_with(TOKEN_PREFIX) && secret.len() > 40);
+        let t = auth
+            .store()
+            .create_token("admin", "ci", &token_digest(&secret), 1, None)
+            .await
+            .unwrap();
+        let p = auth.verify_token(&secret).await.unwrap().unwrap();
+        assert_eq!((p.username.as_str(), p.method), ("admin", "token"));
+        assert_eq!(auth.verify_token("cairn_pat_unknown").await.unwrap(), None);
+        auth.store().revoke_token("admin", t.id, 2).await.unwrap();
+        auth.forget_user("admin");
+        assert_eq!(auth.verify_token(&secret).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn failures_are_held_longer_and_longer_per_key() {
+        let (auth, _dir) = authenticator().await;
+        let holds: Vec<Duration> = (0..9).map(|_| auth.failure_delay("user:admin")).collect();
         assert_eq!(&holds[..3], &[Duration::ZERO; 3]);
         assert_eq!(holds[3], Duration::from_millis(250));
         assert_eq!(holds[4], Duration::from_millis(500));
         assert_eq!(holds[5], Duration::from_secs(1));
         assert_eq!(holds[8], MAX_FAILURE_DELAY);
-        // Another name has its own count.
-        assert_eq!(auth.failure_delay("alice"), Duration::ZERO);
+        // Another key has its own count.
+        assert_eq!(auth.failure_delay("ip:10.0.0.1"), Duration::ZERO);
     }
 
     #[test]
-    fn refuses_weak_bootstrap_settings_and_parses_basic() {
-        assert!(Authenticator::with_admin("admin", "short").is_err());
-        assert!(Authenticator::with_admin("a:b", "long enough").is_err());
+    fn authorization_headers_parse() {
         assert!(hash_password("x").unwrap().starts_with("$argon2id$"));
         let header = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("alice:pa:ss")
         );
         assert_eq!(
-            basic_credentials(&header),
-            Some(("alice".into(), "pa:ss".into()))
+            parse_authorization(&header),
+            Some(Credentials::Basic("alice".into(), "pa:ss".into()))
         );
-        assert_eq!(basic_credentials("Bearer abc"), None);
-        assert_eq!(basic_credentials("Basic !!!"), None);
+        assert_eq!(
+            parse_authorization("Bearer abc"),
+            Some(Credentials::Bearer("abc".into()))
+        );
+        assert_eq!(parse_authorization("Bearer "), None);
+        assert_eq!(parse_authorization("Basic !!!"), None);
+        assert_eq!(parse_authorization("Digest x"), None);
     }
 }

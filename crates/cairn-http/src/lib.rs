@@ -10,16 +10,43 @@ pub mod error;
 pub mod extract;
 mod handlers;
 mod middleware;
+mod permissions;
 mod routes;
 pub mod security;
 
 use std::sync::Arc;
 
 use cairn_artifacts::ArtifactService;
+use cairn_core::auth::{AuthStore, Permission};
 use cairn_core::service::{RegistryService, TrackingService};
 
+pub use handlers::users::audit_json;
 pub use routes::{router, router_with};
 pub use security::SecurityConfig;
+
+/// Who may do what: the account store, the authenticator (`None`: authentication is off,
+/// every caller may do anything) and the permission of users without a grant.
+#[derive(Clone)]
+pub struct AccessControl {
+    /// Accounts, grants, tokens and the audit log.
+    pub store: Arc<dyn AuthStore>,
+    /// Checks credentials; `None` when authentication is off.
+    pub authenticator: Option<Arc<auth::Authenticator>>,
+    /// What a user may do on a resource they hold no grant on (MLflow's
+    /// `default_permission`).
+    pub default_permission: Permission,
+}
+
+impl AccessControl {
+    /// Authentication off: requests are audited as `anonymous` and never refused.
+    pub fn open(store: Arc<dyn AuthStore>) -> Self {
+        Self {
+            store,
+            authenticator: None,
+            default_permission: Permission::Read,
+        }
+    }
+}
 
 /// Shared state handed to every handler.
 #[derive(Clone)]
@@ -31,6 +58,7 @@ struct StateInner {
     tracking: TrackingService,
     registry: RegistryService,
     artifacts: ArtifactService,
+    access: AccessControl,
 }
 
 impl AppState {
@@ -39,13 +67,27 @@ impl AppState {
         tracking: TrackingService,
         registry: RegistryService,
         artifacts: ArtifactService,
+        access: AccessControl,
     ) -> Self {
         Self {
             inner: Arc::new(StateInner {
                 tracking,
                 registry,
                 artifacts,
+                access,
             }),
+        }
+    }
+
+    /// Accounts and permissions.
+    pub fn access(&self) -> &AccessControl {
+        &self.inner.access
+    }
+
+    /// Drops this replica's cached credentials of `username` after a change to them.
+    pub(crate) fn forget_credentials(&self, username: &str) {
+        if let Some(a) = &self.inner.access.authenticator {
+            a.forget_user(username);
         }
     }
 

@@ -14,15 +14,16 @@ use tower_http::LatencyUnit;
 
 use crate::error::ApiError;
 use crate::handlers::artifacts::{self, ARTIFACT_PREFIXES};
-use crate::handlers::{experiments, logged_models, meta, registry, runs};
+use crate::handlers::{experiments, logged_models, meta, registry, runs, users};
 use crate::middleware::{panic_response, server_timing};
+use crate::permissions::{authorize, Gate};
 use crate::security::{harden, SecurityConfig};
 use crate::AppState;
 use std::sync::Arc;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// Largest request body accepted by any endpoint (log-batch has its own 1 MB limit).
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Prefixes under which the MLflow API is mounted.
 pub const API_PREFIXES: [&str; 4] = [
@@ -98,6 +99,61 @@ fn mlflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     ]
 }
 
+/// `(path, handler)` for accounts, grants and tokens (MLflow's basic-auth API and
+/// Cairn's tokens), relative to a prefix.
+fn account_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    use axum::routing::delete;
+    vec![
+        ("/users/create", post(users::create_user)),
+        ("/users/get", get(users::get_user)),
+        ("/users/current", get(users::current_user)),
+        ("/users/list", get(users::list_users)),
+        ("/users/update-password", patch(users::update_password)),
+        ("/users/update-admin", patch(users::update_admin)),
+        ("/users/delete", delete(users::delete_user)),
+        ("/users/current/permissions", get(users::list_permissions)),
+        ("/users/permissions/list", get(users::list_permissions)),
+        ("/users/permissions/grant", post(users::grant)),
+        ("/users/permissions/revoke", post(users::revoke)),
+        ("/users/permissions/get", get(users::effective)),
+        (
+            "/experiments/permissions/create",
+            post(users::create_experiment_grant),
+        ),
+        (
+            "/experiments/permissions/get",
+            get(users::get_experiment_grant),
+        ),
+        (
+            "/experiments/permissions/update",
+            patch(users::update_experiment_grant),
+        ),
+        (
+            "/experiments/permissions/delete",
+            delete(users::delete_experiment_grant),
+        ),
+        (
+            "/registered-models/permissions/create",
+            post(users::create_model_grant),
+        ),
+        (
+            "/registered-models/permissions/get",
+            get(users::get_model_grant),
+        ),
+        (
+            "/registered-models/permissions/update",
+            patch(users::update_model_grant),
+        ),
+        (
+            "/registered-models/permissions/delete",
+            delete(users::delete_model_grant),
+        ),
+        ("/users/access-tokens/create", post(users::create_token)),
+        ("/users/access-tokens/list", get(users::list_tokens)),
+        ("/users/access-tokens/revoke", post(users::revoke_token)),
+    ]
+}
+
 /// `(path, handler)` for MLflow's proxied artifact API, relative to a prefix. Bodies
 /// stream, so these routes take no body limit.
 fn artifact_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
@@ -169,6 +225,38 @@ fn registry_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     ]
 }
 
+/// Every route the router serves, with its full path.
+fn all_routes() -> Vec<(String, MethodRouter<AppState>)> {
+    let mut routes: Vec<(String, MethodRouter<AppState>)> = vec![
+        ("/health".into(), get(meta::health)),
+        ("/version".into(), get(meta::version)),
+        ("/get-artifact".into(), get(artifacts::get_run_artifact)),
+        (
+            "/model-versions/get-artifact".into(),
+            get(artifacts::get_model_version_artifact),
+        ),
+        (
+            "/api/2.0/cairn/audit/events".into(),
+            get(users::audit_events),
+        ),
+    ];
+    for prefix in API_PREFIXES {
+        for (path, handler) in mlflow_routes()
+            .into_iter()
+            .chain(registry_routes())
+            .chain(account_routes())
+        {
+            routes.push((format!("{prefix}{path}"), handler));
+        }
+    }
+    for prefix in ARTIFACT_PREFIXES {
+        for (path, handler) in artifact_routes() {
+            routes.push((format!("{prefix}{path}"), handler));
+        }
+    }
+    routes
+}
+
 async fn method_not_allowed(method: Method, req: Request) -> ApiError {
     ApiError::new(
         ErrorCode::BadRequest,
@@ -185,28 +273,20 @@ pub fn router(state: AppState) -> Router {
 /// Builds the whole application router with the given hardening.
 pub fn router_with(state: AppState, security: SecurityConfig) -> Router {
     let cors = cors_layer(&security.cors_allowed_origins);
-    let auth = security
+    let access = state.access().clone();
+    let auth = access
         .authenticator
         .clone()
         .map(|a| axum::middleware::from_fn_with_state(a, crate::auth::authenticate));
+    let gate = Arc::new(Gate {
+        store: access.store.clone(),
+        enforce: access.authenticator.is_some(),
+        default_permission: access.default_permission,
+    });
     let security = Arc::new(security);
-    let mut app: Router<AppState> = Router::new()
-        .route("/health", get(meta::health))
-        .route("/version", get(meta::version))
-        .route("/get-artifact", get(artifacts::get_run_artifact))
-        .route(
-            "/model-versions/get-artifact",
-            get(artifacts::get_model_version_artifact),
-        );
-    for prefix in API_PREFIXES {
-        for (path, handler) in mlflow_routes().into_iter().chain(registry_routes()) {
-            app = app.route(&format!("{prefix}{path}"), handler);
-        }
-    }
-    for prefix in ARTIFACT_PREFIXES {
-        for (path, handler) in artifact_routes() {
-            app = app.route(&format!("{prefix}{path}"), handler);
-        }
+    let mut app: Router<AppState> = Router::new();
+    for (path, handler) in all_routes() {
+        app = app.route(&path, handler);
     }
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -233,7 +313,10 @@ pub fn router_with(state: AppState, security: SecurityConfig) -> Router {
         .option_layer(cors)
         .option_layer(auth)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    app.fallback(meta::not_found)
+    // Authorization runs on matched routes only (so unknown paths still get 404), with
+    // the route's pattern at hand to look its rule up.
+    app.route_layer(axum::middleware::from_fn_with_state(gate, authorize))
+        .fallback(meta::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(layers)
         .with_state(state)
@@ -264,4 +347,86 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
         // Credentials with a wildcard origin would let any site act as the user.
         .allow_credentials(!any);
     Some(layer)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::permissions::rule_for;
+    use axum::body::Body;
+    use cairn_artifacts::ArtifactRepo;
+    use cairn_core::service::{TrackingConfig, TrackingService};
+    use cairn_store_sqlite::{SqliteConfig, SqliteStore};
+    use tower::ServiceExt;
+
+    /// Deny by default, checked from the router's side: every (method, path) the router
+    /// answers with anything but 405 must have a rule in `permissions::RULES`. A route
+    /// added without one fails here (and is refused with 403 at run time).
+    #[tokio::test]
+    async fn every_route_the_router_serves_has_a_permission_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&SqliteConfig::new(dir.path().join("db.sqlite")))
+                .await
+                .unwrap(),
+        );
+        let tracking = TrackingService::new(
+            store.clone(),
+            TrackingConfig {
+                default_artifact_root: "mlflow-artifacts:/".into(),
+            },
+        );
+        let repo = ArtifactRepo::open(&dir.path().join("artifacts").display().to_string()).unwrap();
+        let artifacts = cairn_artifacts::ArtifactService::new(repo, store.clone());
+        let registry = cairn_core::service::RegistryService::new(store.clone(), store.clone());
+        let state = AppState::new(
+            tracking,
+            registry,
+            artifacts,
+            crate::AccessControl::open(store.clone()),
+        );
+        let app = router(state);
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ];
+        let mut served = 0;
+        let mut missing = Vec::new();
+        for (pattern, _) in all_routes() {
+            let concrete = pattern
+                .replace("{model_id}", "m-1")
+                .replace("{tag_key}", "k")
+                .replace("{*path}", "1/x");
+            for method in &methods {
+                let req = Request::builder()
+                    .method(method.clone())
+                    .uri(&concrete)
+                    .header("host", "localhost")
+                    .body(Body::empty())
+                    .unwrap();
+                let response = app.clone().oneshot(req).await.unwrap();
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                // The router's answer for a path it knows under another method.
+                if String::from_utf8_lossy(&body).contains("is not allowed for") {
+                    continue;
+                }
+                served += 1;
+                if rule_for(method, &pattern).is_none() {
+                    missing.push(format!("{method} {pattern}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "routes without a permission rule: {missing:#?}"
+        );
+        // The walk really reached the routes (4 API prefixes x ~90 routes, and more).
+        assert!(served > 300, "only {served} routes answered");
+    }
 }

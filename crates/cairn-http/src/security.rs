@@ -27,8 +27,6 @@ pub struct SecurityConfig {
     pub cors_allowed_origins: Vec<String>,
     /// Longest an API request may take (artifact transfers, which stream, are exempt).
     pub request_timeout: Duration,
-    /// Who may call; `None` means authentication is off.
-    pub authenticator: Option<Arc<crate::auth::Authenticator>>,
 }
 
 /// Paths answered whatever the `Host` header (load-balancer health checks).
@@ -40,7 +38,6 @@ impl Default for SecurityConfig {
             allowed_hosts: default_allowed_hosts(),
             cors_allowed_origins: Vec::new(),
             request_timeout: Duration::from_secs(120),
-            authenticator: None,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The conformance suite every [`TrackingStore`] (and [`RegistryStore`]) backend runs.
-//! A backend store implements both traits; registry scenarios get it through both.
+//! The conformance suite every [`TrackingStore`] (and [`RegistryStore`], [`AuthStore`])
+//! backend runs. A backend store implements all three traits; registry scenarios get it
+//! through the first two, auth scenarios through all three.
 //!
 //! Like `object_store`'s `integration.rs`: each scenario is a `pub async fn` written once
 //! against the trait, and a backend's test file turns all of them into tests with one
@@ -29,6 +30,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use cairn_core::auth::AuthStore;
 use cairn_core::registry::RegistryStore;
 use cairn_core::store::TrackingStore;
 
@@ -36,6 +38,7 @@ use cairn_core::store::TrackingStore;
 mod support;
 
 mod artifacts;
+mod auth;
 mod concurrency;
 mod experiments;
 mod gc;
@@ -51,6 +54,7 @@ mod search_runs;
 mod service;
 
 pub use artifacts::*;
+pub use auth::*;
 pub use concurrency::*;
 pub use experiments::*;
 pub use gc::*;
@@ -72,32 +76,38 @@ pub type Store = Arc<dyn TrackingStore>;
 /// The same store seen through its registry trait.
 pub type Registry = Arc<dyn RegistryStore>;
 
+/// The same store seen through its auth trait.
+pub type Auth = Arc<dyn AuthStore>;
+
 /// A fresh, empty store plus whatever must live as long as it (a temporary directory,
 /// a throw-away database or schema that is dropped with the guard).
 pub struct Fixture {
     store: Store,
     registry: Registry,
+    auth: Auth,
     _guard: Option<Box<dyn Any + Send>>,
 }
 
 impl Fixture {
     /// A store that needs nothing kept alive beside it.
-    pub fn new<S: TrackingStore + RegistryStore>(store: Arc<S>) -> Self {
+    pub fn new<S: TrackingStore + RegistryStore + AuthStore>(store: Arc<S>) -> Self {
         Self {
             store: store.clone(),
-            registry: store,
+            registry: store.clone(),
+            auth: store,
             _guard: None,
         }
     }
 
     /// A store plus a guard dropped after the store is closed (e.g. a `TempDir`).
-    pub fn with_guard<S: TrackingStore + RegistryStore>(
+    pub fn with_guard<S: TrackingStore + RegistryStore + AuthStore>(
         store: Arc<S>,
         guard: impl Any + Send,
     ) -> Self {
         Self {
             store: store.clone(),
-            registry: store,
+            registry: store.clone(),
+            auth: store,
             _guard: Some(Box::new(guard)),
         }
     }
@@ -110,6 +120,11 @@ impl Fixture {
     /// The same store as a registry store, for the registry scenarios.
     pub fn registry(&self) -> Registry {
         self.registry.clone()
+    }
+
+    /// The same store as an auth store, for the auth scenarios.
+    pub fn auth(&self) -> Auth {
+        self.auth.clone()
     }
 
     /// Closes the store, then drops the guard.
@@ -146,7 +161,28 @@ macro_rules! conformance_tests {
             }
         )*
     };
+    (@gen_auth ($factory:expr) [$($name:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let fixture: $crate::Fixture = $factory.await;
+                $crate::$name(fixture.store(), fixture.registry(), fixture.auth()).await;
+                fixture.finish().await;
+            }
+        )*
+    };
     ($factory:expr $(,)?) => {
+        $crate::conformance_tests!(@gen_auth ($factory) [
+            auth_users,
+            auth_grants,
+            auth_grants_follow_their_resources,
+            auth_access,
+            auth_tokens,
+            auth_audit_chain,
+            auth_audit_chain_under_concurrency,
+            auth_request_context_audits_and_grants,
+            auth_searches_show_what_the_viewer_may_read,
+        ]);
         $crate::conformance_tests!(@gen_registry ($factory) [
             registry_model_create_get_update,
             registry_version_numbers_never_reused,

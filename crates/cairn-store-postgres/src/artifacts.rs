@@ -8,21 +8,27 @@ use sqlx::PgPool;
 use crate::{db_err, PgStore};
 
 pub(crate) async fn record(store: &PgStore, f: &ArtifactFile) -> CoreResult<()> {
-    sqlx::query(
-        "INSERT INTO artifact_files (path, size, sha256, etag, uploaded_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, \
-         etag = excluded.etag, uploaded_at = excluded.uploaded_at",
-    )
-    .bind(&f.path)
-    .bind(f.size)
-    .bind(&f.sha256)
-    .bind(&f.etag)
-    .bind(f.uploaded_at)
-    .execute(&store.pool)
-    .await
-    .map_err(db_err)?;
-    Ok(())
+    // One statement; a transaction only to carry the request's pending audit event.
+    let upsert = || {
+        sqlx::query(
+            "INSERT INTO artifact_files (path, size, sha256, etag, uploaded_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, \
+             etag = excluded.etag, uploaded_at = excluded.uploaded_at",
+        )
+        .bind(&f.path)
+        .bind(f.size)
+        .bind(&f.sha256)
+        .bind(&f.etag)
+        .bind(f.uploaded_at)
+    };
+    if !crate::auth::audit_pending() {
+        upsert().execute(&store.pool).await.map_err(db_err)?;
+        return Ok(());
+    }
+    let mut tx = store.pool.begin().await.map_err(db_err)?;
+    upsert().execute(&mut *tx).await.map_err(db_err)?;
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn files(pool: &PgPool, path: &str) -> CoreResult<Vec<ArtifactFile>> {
@@ -51,13 +57,18 @@ pub(crate) async fn files(pool: &PgPool, path: &str) -> CoreResult<Vec<ArtifactF
 
 pub(crate) async fn forget(store: &PgStore, path: &str) -> CoreResult<u64> {
     let (lo, hi) = artifact_path_range(path);
-    let done =
+    let delete = || {
         sqlx::query("DELETE FROM artifact_files WHERE path = $1 OR (path >= $2 AND path < $3)")
             .bind(path)
             .bind(&lo)
             .bind(&hi)
-            .execute(&store.pool)
-            .await
-            .map_err(db_err)?;
+    };
+    if !crate::auth::audit_pending() {
+        let done = delete().execute(&store.pool).await.map_err(db_err)?;
+        return Ok(done.rows_affected());
+    }
+    let mut tx = store.pool.begin().await.map_err(db_err)?;
+    let done = delete().execute(&mut *tx).await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     Ok(done.rows_affected())
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use cairn_core::auth::GrantKind;
 use cairn_core::model::{Experiment, LifecycleStage, Tag};
 use cairn_core::page::{page_from_overfetch, Page};
 use cairn_core::store::{
@@ -70,7 +71,8 @@ pub(crate) async fn create(pool: &PgPool, new: NewExperiment) -> CoreResult<Stri
         .await
         .map_err(db_err)?;
     upsert_tags(&mut tx, id, &new.tags).await?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::grant_creator_experiment(&mut tx, id).await?;
+    crate::auth::commit(tx).await?;
     Ok(id.to_string())
 }
 
@@ -175,6 +177,7 @@ pub(crate) async fn search(pool: &PgPool, q: &ExperimentSearch) -> CoreResult<Pa
         qb.push(" AND ");
         push_filter(&mut qb, Target::Experiments, f)?;
     }
+    crate::auth::push_visible(&mut qb, GrantKind::Experiment, "e.experiment_id");
     // MLflow's defaults: newest first; with explicit keys, experiment_id DESC breaks ties.
     let tie_breakers = if q.order_by.is_empty() {
         "e.creation_time DESC, e.experiment_id ASC"
@@ -276,7 +279,7 @@ pub(crate) async fn set_lifecycle(
         )
     };
     cascade.bind(id).execute(&mut *tx).await.map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn rename(pool: &PgPool, id: i64, name: &str, now: i64) -> CoreResult<()> {
@@ -295,7 +298,7 @@ pub(crate) async fn rename(pool: &PgPool, id: i64, name: &str, now: i64) -> Core
     .execute(&mut *tx)
     .await;
     match done {
-        Ok(_) => tx.commit().await.map_err(db_err),
+        Ok(_) => crate::auth::commit(tx).await,
         Err(e) if is_unique_violation(&e) => Err(name_taken(name)),
         Err(e) => Err(db_err(e)),
     }
@@ -322,7 +325,7 @@ pub(crate) async fn set_tag(pool: &PgPool, id: i64, tag: &Tag) -> CoreResult<()>
     let mut tx = pool.begin().await.map_err(db_err)?;
     check_active_for_tags(&mut tx, id).await?;
     upsert_tags(&mut tx, id, std::slice::from_ref(tag)).await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_tag(pool: &PgPool, id: i64, key: &str) -> CoreResult<()> {
@@ -339,5 +342,5 @@ pub(crate) async fn delete_tag(pool: &PgPool, id: i64, key: &str) -> CoreResult<
             "No tag with name: {key} in experiment with id {id}"
         )));
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }

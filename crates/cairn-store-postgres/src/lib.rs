@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod artifacts;
+mod auth;
 mod experiments;
 mod gc;
 mod logged_models;
@@ -26,6 +27,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cairn_core::audit::{AuditEvent, StoredAuditEvent};
+use cairn_core::auth::{
+    Access, AccessToken, AuthStore, Credential, Grant, GrantKind, GrantMode, Permission, Target,
+    User,
+};
 use cairn_core::model::{
     ArtifactFile, DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric,
     ModelInput, ModelOutput, Param, Run, RunInfo, Tag,
@@ -456,5 +462,104 @@ impl RegistryStore for PgStore {
         alias: &str,
     ) -> CoreResult<ModelVersion> {
         registry::get_by_alias(&self.pool, name, alias).await
+    }
+}
+
+#[async_trait]
+impl AuthStore for PgStore {
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        is_admin: bool,
+    ) -> CoreResult<User> {
+        auth::create_user(&self.pool, username, password_hash, is_admin).await
+    }
+    async fn credential(&self, username: &str) -> CoreResult<Option<Credential>> {
+        auth::credential(&self.pool, username).await
+    }
+    async fn get_user(&self, username: &str) -> CoreResult<User> {
+        auth::get_user(&self.pool, username).await
+    }
+    async fn list_users(&self) -> CoreResult<Vec<User>> {
+        auth::list_users(&self.pool).await
+    }
+    async fn set_password(&self, username: &str, password_hash: &str) -> CoreResult<()> {
+        let sql = "UPDATE users SET password_hash = $1 WHERE username = $2";
+        auth::change_user(&self.pool, sql, Some(password_hash), None, username).await
+    }
+    async fn set_admin(&self, username: &str, is_admin: bool) -> CoreResult<()> {
+        let sql = "UPDATE users SET is_admin = $1 WHERE username = $2";
+        auth::change_user(&self.pool, sql, None, Some(is_admin), username).await
+    }
+    async fn delete_user(&self, username: &str) -> CoreResult<()> {
+        // Grants and tokens go with the user (ON DELETE CASCADE).
+        let sql = "DELETE FROM users WHERE username = $1";
+        auth::change_user(&self.pool, sql, None, None, username).await
+    }
+    async fn put_grant(
+        &self,
+        kind: GrantKind,
+        resource_id: &str,
+        username: &str,
+        permission: Permission,
+        mode: GrantMode,
+    ) -> CoreResult<Grant> {
+        auth::put_grant(&self.pool, kind, resource_id, username, permission, mode).await
+    }
+    async fn get_grant(
+        &self,
+        kind: GrantKind,
+        resource_id: &str,
+        username: &str,
+    ) -> CoreResult<Grant> {
+        auth::get_grant(&self.pool, kind, resource_id, username).await
+    }
+    async fn delete_grant(
+        &self,
+        kind: GrantKind,
+        resource_id: &str,
+        username: &str,
+    ) -> CoreResult<()> {
+        auth::delete_grant(&self.pool, kind, resource_id, username).await
+    }
+    async fn list_grants(&self, username: &str) -> CoreResult<Vec<(GrantKind, Grant)>> {
+        auth::list_grants(&self.pool, username).await
+    }
+    async fn access(&self, username: &str, target: &Target) -> CoreResult<Option<Access>> {
+        auth::access(&self.pool, username, target).await
+    }
+    async fn create_token(
+        &self,
+        username: &str,
+        name: &str,
+        secret_sha256: &str,
+        created_ms: i64,
+        expires_ms: Option<i64>,
+    ) -> CoreResult<AccessToken> {
+        auth::create_token(
+            &self.pool,
+            username,
+            name,
+            secret_sha256,
+            created_ms,
+            expires_ms,
+        )
+        .await
+    }
+    async fn token_owner(&self, secret_sha256: &str, now_ms: i64) -> CoreResult<Option<User>> {
+        auth::token_owner(&self.pool, secret_sha256, now_ms).await
+    }
+    async fn list_tokens(&self, username: &str) -> CoreResult<Vec<AccessToken>> {
+        auth::list_tokens(&self.pool, username).await
+    }
+    async fn revoke_token(&self, username: &str, id: i64, now_ms: i64) -> CoreResult<()> {
+        auth::revoke_token(&self.pool, username, id, now_ms).await
+    }
+    async fn append_audit(&self, event: &AuditEvent) -> CoreResult<()> {
+        auth::append_audit(&self.pool, event).await
+    }
+    async fn audit_events(&self, after: i64, limit: i64) -> CoreResult<Vec<StoredAuditEvent>> {
+        auth::audit_events(&self.pool, after, limit).await
     }
 }

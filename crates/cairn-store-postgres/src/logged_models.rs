@@ -60,7 +60,7 @@ pub(crate) async fn create(pool: &PgPool, new: NewLoggedModel) -> CoreResult<Log
     if !new.params.is_empty() {
         insert_params(&mut tx, Owner::Model(&new.model_id), &new.params).await?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get(pool, &new.model_id).await
 }
 
@@ -218,7 +218,7 @@ pub(crate) async fn set_status(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get(pool, model_id).await
 }
 
@@ -233,14 +233,14 @@ pub(crate) async fn delete(pool: &PgPool, model_id: &str, now: i64) -> CoreResul
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn set_tags(pool: &PgPool, model_id: &str, tags: &[Tag]) -> CoreResult<()> {
     let mut tx = pool.begin().await.map_err(db_err)?;
     check_live(&mut tx, model_id).await?;
     upsert_tags(&mut tx, model_id, tags).await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_tag(pool: &PgPool, model_id: &str, key: &str) -> CoreResult<()> {
@@ -257,7 +257,7 @@ pub(crate) async fn delete_tag(pool: &PgPool, model_id: &str, key: &str) -> Core
             "No tag with key '{key}' found for logged model with ID '{model_id}'."
         )));
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn log_params(pool: &PgPool, model_id: &str, params: &[Param]) -> CoreResult<()> {
@@ -266,7 +266,7 @@ pub(crate) async fn log_params(pool: &PgPool, model_id: &str, params: &[Param]) 
     if !params.is_empty() {
         insert_params(&mut tx, Owner::Model(model_id), params).await?;
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn search(pool: &PgPool, q: &LoggedModelSearch) -> CoreResult<Page<LoggedModel>> {

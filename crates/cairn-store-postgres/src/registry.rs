@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use cairn_core::auth::GrantKind;
 use cairn_core::model::Tag;
 use cairn_core::page::{page_from_overfetch, Page};
 use cairn_core::registry::{
@@ -359,7 +360,8 @@ pub(crate) async fn create_model(
     .map_err(db_err)?;
     let (pk,) = inserted.ok_or_else(|| model_exists(&new.name))?;
     upsert_tags(&mut tx, "registered_model_tags", "model_pk", pk, &new.tags).await?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::grant_creator_model(&mut tx, pk).await?;
+    crate::auth::commit(tx).await?;
     get_model(pool, &new.name).await
 }
 
@@ -380,7 +382,7 @@ pub(crate) async fn update_model(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_model(pool, name).await
 }
 
@@ -425,7 +427,7 @@ pub(crate) async fn rename_model(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_model(pool, new_name).await
 }
 
@@ -440,7 +442,7 @@ pub(crate) async fn delete_model(pool: &PgPool, name: &str) -> CoreResult<()> {
     if done.rows_affected() == 0 {
         return Err(model_not_found(name));
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 /// `AND <model> NOT IN (prompt models)`: leaves out prompts, of versions or of models.
@@ -478,6 +480,7 @@ pub(crate) async fn search_models(
     if q.exclude_prompts {
         push_exclude_prompts(&mut qb, false);
     }
+    crate::auth::push_visible(&mut qb, GrantKind::RegisteredModel, "rm.model_pk");
     push_order_by(&mut qb, &keys, "rm.name ASC");
     qb.push(" LIMIT ");
     qb.push_bind((q.max_results + 1) as i64);
@@ -502,7 +505,7 @@ pub(crate) async fn set_model_tag(pool: &PgPool, name: &str, tag: &Tag) -> CoreR
         std::slice::from_ref(tag),
     )
     .await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_model_tag(pool: &PgPool, name: &str, key: &str) -> CoreResult<()> {
@@ -514,7 +517,7 @@ pub(crate) async fn delete_model_tag(pool: &PgPool, name: &str, key: &str) -> Co
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 async fn get_version_by_pk(pool: &PgPool, mv_pk: i64) -> CoreResult<Option<ModelVersion>> {
@@ -588,7 +591,7 @@ pub(crate) async fn create_version(
     if let Some(model_id) = &new.model_id {
         record_on_logged_model(&mut tx, model_id, &new.name, version).await?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_version(pool, &new.name, version).await
 }
 
@@ -610,7 +613,7 @@ pub(crate) async fn update_version(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_version(pool, name, version).await
 }
 
@@ -641,7 +644,7 @@ pub(crate) async fn transition(pool: &PgPool, t: &StageTransition) -> CoreResult
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_version(pool, &t.name, t.version).await
 }
 
@@ -660,7 +663,7 @@ pub(crate) async fn delete_version(
         .await
         .map_err(db_err)?;
     touch_model(&mut tx, pk, now).await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn search_versions(
@@ -678,6 +681,7 @@ pub(crate) async fn search_versions(
     if q.exclude_prompts {
         push_exclude_prompts(&mut qb, true);
     }
+    crate::auth::push_visible(&mut qb, GrantKind::RegisteredModel, "rm.model_pk");
     push_order_by(&mut qb, &keys, "rm.name ASC, mv.version DESC");
     qb.push(" LIMIT ");
     qb.push_bind((q.max_results + 1) as i64);
@@ -707,7 +711,7 @@ pub(crate) async fn set_version_tag(
         std::slice::from_ref(tag),
     )
     .await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_version_tag(
@@ -724,7 +728,7 @@ pub(crate) async fn delete_version_tag(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn set_alias(
@@ -745,7 +749,7 @@ pub(crate) async fn set_alias(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_alias(pool: &PgPool, name: &str, alias: &str) -> CoreResult<()> {
@@ -757,7 +761,7 @@ pub(crate) async fn delete_alias(pool: &PgPool, name: &str, alias: &str) -> Core
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn get_by_alias(

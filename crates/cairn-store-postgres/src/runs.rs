@@ -109,7 +109,7 @@ pub(crate) async fn create(pool: &PgPool, new: NewRun) -> CoreResult<Run> {
     .await
     .map_err(db_err)?;
     upsert_tags(&mut tx, run_pk, &new.tags).await?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     let tags = dedup_tags(&new.tags);
     Ok(Run {
         info: RunInfo {
@@ -467,7 +467,7 @@ pub(crate) async fn update(pool: &PgPool, u: &RunUpdate) -> CoreResult<RunInfo> 
         .await
         .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     to_info(row)
 }
 
@@ -478,22 +478,31 @@ pub(crate) async fn set_lifecycle(
     now: i64,
 ) -> CoreResult<()> {
     // Deleting a deleted run (or restoring an active one) is a harmless no-op, which also
-    // makes client retries safe. One statement: nothing to race with.
+    // makes client retries safe. One statement: nothing to race with; it takes a
+    // transaction only to carry the request's pending audit event.
     let deleted_time = (stage == LifecycleStage::Deleted).then_some(now);
-    let done = sqlx::query(
-        "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2, deleted_by_experiment = false \
-         WHERE run_id = $3",
-    )
-    .bind(stage.as_str())
-    .bind(deleted_time)
-    .bind(run_id)
-    .execute(pool)
-    .await
-    .map_err(db_err)?;
+    let update = || {
+        sqlx::query(
+            "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2, \
+             deleted_by_experiment = false WHERE run_id = $3",
+        )
+        .bind(stage.as_str())
+        .bind(deleted_time)
+        .bind(run_id)
+    };
+    if !crate::auth::audit_pending() {
+        let done = update().execute(pool).await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(run_not_found(run_id));
+        }
+        return Ok(());
+    }
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let done = update().execute(&mut *tx).await.map_err(db_err)?;
     if done.rows_affected() == 0 {
         return Err(run_not_found(run_id));
     }
-    Ok(())
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn log_batch(pool: &PgPool, run_id: &str, b: &LogBatch) -> CoreResult<()> {
@@ -501,7 +510,12 @@ pub(crate) async fn log_batch(pool: &PgPool, run_id: &str, b: &LogBatch) -> Core
         && b.tags.is_empty()
         && !b.metrics.is_empty()
         && !b.metrics.iter().any(history::has_context);
-    if metrics_only && log_metrics_in_one_statement(pool, run_id, &b.metrics).await? {
+    // A request's pending audit event must commit with its change: that needs the
+    // transaction below, so the one-statement path is only for writes without one.
+    if metrics_only
+        && !crate::auth::audit_pending()
+        && log_metrics_in_one_statement(pool, run_id, &b.metrics).await?
+    {
         return Ok(());
     }
     let mut tx = pool.begin().await.map_err(db_err)?;
@@ -513,7 +527,7 @@ pub(crate) async fn log_batch(pool: &PgPool, run_id: &str, b: &LogBatch) -> Core
         insert_metrics(&mut tx, run_pk, run_id, &b.metrics).await?;
     }
     upsert_tags(&mut tx, run_pk, &b.tags).await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 /// Whose params are being written.
@@ -859,7 +873,7 @@ pub(crate) async fn delete_tag(pool: &PgPool, run_id: &str, key: &str) -> CoreRe
             "No tag with name: {key} in run with id {run_id}"
         )));
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 /// Appends the conditions every run search shares: experiments, lifecycle stage, filter.
@@ -1268,7 +1282,7 @@ pub(crate) async fn log_inputs(
         .await
         .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn log_outputs(
@@ -1297,5 +1311,5 @@ pub(crate) async fn log_outputs(
         .await
         .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }

@@ -8,6 +8,7 @@ use sqlx::SqlitePool;
 use crate::{db_err, SqliteStore};
 
 pub(crate) async fn record(store: &SqliteStore, f: &ArtifactFile) -> CoreResult<()> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
     sqlx::query(
         "INSERT INTO artifact_files (path, size, sha256, etag, uploaded_at) VALUES (?, ?, ?, ?, ?) \
          ON CONFLICT (path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, \
@@ -18,10 +19,10 @@ pub(crate) async fn record(store: &SqliteStore, f: &ArtifactFile) -> CoreResult<
     .bind(&f.sha256)
     .bind(&f.etag)
     .bind(f.uploaded_at)
-    .execute(&store.writer)
+    .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    Ok(())
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn files(pool: &SqlitePool, path: &str) -> CoreResult<Vec<ArtifactFile>> {
@@ -50,12 +51,14 @@ pub(crate) async fn files(pool: &SqlitePool, path: &str) -> CoreResult<Vec<Artif
 
 pub(crate) async fn forget(store: &SqliteStore, path: &str) -> CoreResult<u64> {
     let (lo, hi) = artifact_path_range(path);
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
     let done = sqlx::query("DELETE FROM artifact_files WHERE path = ? OR (path >= ? AND path < ?)")
         .bind(path)
         .bind(&lo)
         .bind(&hi)
-        .execute(&store.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     Ok(done.rows_affected())
 }

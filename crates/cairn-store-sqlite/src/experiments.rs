@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use cairn_core::auth::GrantKind;
 use cairn_core::model::{Experiment, LifecycleStage, Tag};
 use cairn_core::page::{page_from_overfetch, Page};
 use cairn_core::store::{
@@ -80,7 +81,8 @@ pub(crate) async fn create(store: &SqliteStore, new: NewExperiment) -> CoreResul
     for t in &new.tags {
         upsert_tag(&mut tx, id, t).await?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::grant_creator_experiment(&mut tx, id).await?;
+    crate::auth::commit(tx).await?;
     Ok(id.to_string())
 }
 
@@ -185,6 +187,7 @@ pub(crate) async fn search(
         qb.push(" AND ");
         push_filter(&mut qb, Target::Experiments, f)?;
     }
+    crate::auth::push_visible(&mut qb, GrantKind::Experiment, "e.experiment_id");
     // MLflow's defaults: newest first; with explicit keys, experiment_id DESC breaks ties.
     let tie_breakers = if q.order_by.is_empty() {
         "e.creation_time DESC, e.experiment_id ASC"
@@ -288,7 +291,7 @@ pub(crate) async fn set_lifecycle(
         query
     };
     query.bind(id).execute(&mut *tx).await.map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn rename(store: &SqliteStore, id: i64, name: &str, now: i64) -> CoreResult<()> {
@@ -318,7 +321,7 @@ pub(crate) async fn rename(store: &SqliteStore, id: i64, name: &str, now: i64) -
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn set_tag(store: &SqliteStore, id: i64, tag: &Tag) -> CoreResult<()> {
@@ -329,7 +332,7 @@ pub(crate) async fn set_tag(store: &SqliteStore, id: i64, tag: &Tag) -> CoreResu
         )));
     }
     upsert_tag(&mut tx, id, tag).await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_tag(store: &SqliteStore, id: i64, key: &str) -> CoreResult<()> {
@@ -350,5 +353,5 @@ pub(crate) async fn delete_tag(store: &SqliteStore, id: i64, key: &str) -> CoreR
             "No tag with name: {key} in experiment with id {id}"
         )));
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }

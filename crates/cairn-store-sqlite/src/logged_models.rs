@@ -61,7 +61,7 @@ pub(crate) async fn create(store: &SqliteStore, new: NewLoggedModel) -> CoreResu
     if !new.params.is_empty() {
         insert_params(&mut tx, Owner::Model(&new.model_id), &new.params).await?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get(&store.writer, &new.model_id).await
 }
 
@@ -220,7 +220,7 @@ pub(crate) async fn set_status(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get(&store.writer, model_id).await
 }
 
@@ -235,14 +235,14 @@ pub(crate) async fn delete(store: &SqliteStore, model_id: &str, now: i64) -> Cor
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn set_tags(store: &SqliteStore, model_id: &str, tags: &[Tag]) -> CoreResult<()> {
     let mut tx = store.writer.begin().await.map_err(db_err)?;
     check_live(&mut tx, model_id).await?;
     upsert_tags(&mut tx, model_id, tags).await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_tag(store: &SqliteStore, model_id: &str, key: &str) -> CoreResult<()> {
@@ -259,7 +259,7 @@ pub(crate) async fn delete_tag(store: &SqliteStore, model_id: &str, key: &str) -
             "No tag with key '{key}' found for logged model with ID '{model_id}'."
         )));
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn log_params(
@@ -272,7 +272,7 @@ pub(crate) async fn log_params(
     if !params.is_empty() {
         insert_params(&mut tx, Owner::Model(model_id), params).await?;
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn search(

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use cairn_core::auth::GrantKind;
 use cairn_core::model::Tag;
 use cairn_core::page::{page_from_overfetch, Page};
 use cairn_core::registry::{
@@ -324,7 +325,8 @@ pub(crate) async fn create_model(
     .map_err(db_err)?;
     let (pk,) = inserted.ok_or_else(|| model_exists(&new.name))?;
     upsert_tags(&mut tx, "registered_model_tags", "model_pk", pk, &new.tags).await?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::grant_creator_model(&mut tx, pk).await?;
+    crate::auth::commit(tx).await?;
     get_model(&store.writer, &new.name).await
 }
 
@@ -345,7 +347,7 @@ pub(crate) async fn update_model(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_model(&store.writer, name).await
 }
 
@@ -383,7 +385,7 @@ pub(crate) async fn rename_model(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_model(&store.writer, new_name).await
 }
 
@@ -398,7 +400,7 @@ pub(crate) async fn delete_model(store: &SqliteStore, name: &str) -> CoreResult<
     if done.rows_affected() == 0 {
         return Err(model_not_found(name));
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 /// `AND <model> NOT IN (prompt models)`: leaves out prompts, of versions or of models.
@@ -436,6 +438,7 @@ pub(crate) async fn search_models(
     if q.exclude_prompts {
         push_exclude_prompts(&mut qb, false);
     }
+    crate::auth::push_visible(&mut qb, GrantKind::RegisteredModel, "rm.model_pk");
     push_order_by(&mut qb, &keys, "rm.name ASC");
     qb.push(" LIMIT ");
     qb.push_bind((q.max_results + 1) as i64);
@@ -460,7 +463,7 @@ pub(crate) async fn set_model_tag(store: &SqliteStore, name: &str, tag: &Tag) ->
         std::slice::from_ref(tag),
     )
     .await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_model_tag(store: &SqliteStore, name: &str, key: &str) -> CoreResult<()> {
@@ -472,7 +475,7 @@ pub(crate) async fn delete_model_tag(store: &SqliteStore, name: &str, key: &str)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 async fn get_version_by_pk(pool: &SqlitePool, mv_pk: i64) -> CoreResult<Option<ModelVersion>> {
@@ -546,7 +549,7 @@ pub(crate) async fn create_version(
     if let Some(model_id) = &new.model_id {
         record_on_logged_model(&mut tx, model_id, &new.name, version).await?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_version(&store.writer, &new.name, version).await
 }
 
@@ -568,7 +571,7 @@ pub(crate) async fn update_version(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_version(&store.writer, name, version).await
 }
 
@@ -601,7 +604,7 @@ pub(crate) async fn transition(
     .await
     .map_err(db_err)?;
     touch_model(&mut tx, pk, t.now).await?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     get_version(&store.writer, &t.name, t.version).await
 }
 
@@ -620,7 +623,7 @@ pub(crate) async fn delete_version(
         .await
         .map_err(db_err)?;
     touch_model(&mut tx, pk, now).await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn search_versions(
@@ -638,6 +641,7 @@ pub(crate) async fn search_versions(
     if q.exclude_prompts {
         push_exclude_prompts(&mut qb, true);
     }
+    crate::auth::push_visible(&mut qb, GrantKind::RegisteredModel, "rm.model_pk");
     push_order_by(&mut qb, &keys, "rm.name ASC, mv.version DESC");
     qb.push(" LIMIT ");
     qb.push_bind((q.max_results + 1) as i64);
@@ -667,7 +671,7 @@ pub(crate) async fn set_version_tag(
         std::slice::from_ref(tag),
     )
     .await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_version_tag(
@@ -684,7 +688,7 @@ pub(crate) async fn delete_version_tag(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn set_alias(
@@ -705,7 +709,7 @@ pub(crate) async fn set_alias(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn delete_alias(store: &SqliteStore, name: &str, alias: &str) -> CoreResult<()> {
@@ -717,7 +721,7 @@ pub(crate) async fn delete_alias(store: &SqliteStore, name: &str, alias: &str) -
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn get_by_alias(

@@ -120,7 +120,7 @@ pub(crate) async fn create(store: &SqliteStore, new: NewRun) -> CoreResult<Run> 
     .await
     .map_err(db_err)?;
     upsert_tags(&mut tx, run_pk, &new.tags).await?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     let tags = dedup_tags(&new.tags);
     Ok(Run {
         info: RunInfo {
@@ -366,7 +366,7 @@ pub(crate) async fn update(store: &SqliteStore, u: &RunUpdate) -> CoreResult<Run
         .await
         .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     to_info(row)
 }
 
@@ -397,7 +397,7 @@ pub(crate) async fn set_lifecycle(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn log_batch(store: &SqliteStore, run_id: &str, b: &LogBatch) -> CoreResult<()> {
@@ -410,7 +410,7 @@ pub(crate) async fn log_batch(store: &SqliteStore, run_id: &str, b: &LogBatch) -
         insert_metrics(&mut tx, run_pk, run_id, &b.metrics).await?;
     }
     upsert_tags(&mut tx, run_pk, &b.tags).await?;
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 /// Whose params are being written.
@@ -616,7 +616,7 @@ pub(crate) async fn delete_tag(store: &SqliteStore, run_id: &str, key: &str) -> 
             "No tag with name: {key} in run with id {run_id}"
         )));
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 /// Appends the conditions every run search shares: experiments, lifecycle stage, filter.
@@ -998,7 +998,7 @@ pub(crate) async fn log_inputs(
             .await
             .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }
 
 pub(crate) async fn log_outputs(
@@ -1020,5 +1020,5 @@ pub(crate) async fn log_outputs(
         .await
         .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)
+    crate::auth::commit(tx).await
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use cairn_core::auth::Permission;
 use clap::Args;
 use serde::Deserialize;
 
@@ -88,6 +89,10 @@ pub struct ServerArgs {
     /// never shows in a process listing.
     #[arg(skip)]
     pub admin_password: Option<String>,
+    /// What users may do on experiments and registered models they hold no grant on:
+    /// READ, USE, EDIT, MANAGE or NO_PERMISSIONS [default: READ, as MLflow].
+    #[arg(long, env = "CAIRN_DEFAULT_PERMISSION")]
+    pub default_permission: Option<String>,
 }
 
 /// The same options as read from a config file.
@@ -109,6 +114,7 @@ struct FileConfig {
     auth: Option<bool>,
     admin_username: Option<String>,
     admin_password: Option<String>,
+    default_permission: Option<String>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -120,6 +126,16 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 impl ServerArgs {
     /// Applies the config file and the embedded defaults under the given flags/env.
     pub fn resolve(self) -> anyhow::Result<ServerConfig> {
+        self.resolve_with(true)
+    }
+
+    /// Resolves only what opening the store needs (for offline commands such as
+    /// `cairn audit`): no administrator password, no listening checks.
+    pub fn resolve_store_only(self) -> anyhow::Result<ServerConfig> {
+        self.resolve_with(false)
+    }
+
+    fn resolve_with(self, serving: bool) -> anyhow::Result<ServerConfig> {
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
@@ -159,7 +175,12 @@ impl ServerArgs {
                 .unwrap_or_default(),
             request_timeout,
             insecure_no_auth: self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
-            auth: match self.auth || file.auth.unwrap_or(false) {
+            default_permission: match self.default_permission.or(file.default_permission) {
+                None => Permission::Read,
+                Some(name) => Permission::parse(&name.to_ascii_uppercase())
+                    .map_err(|e| anyhow::anyhow!("--default-permission: {e}"))?,
+            },
+            auth: match serving && (self.auth || file.auth.unwrap_or(false)) {
                 false => None,
                 true => {
                     let password = self
@@ -181,7 +202,9 @@ impl ServerArgs {
                 }
             },
         };
-        config.check_exposure()?;
+        if serving {
+            config.check_exposure()?;
+        }
         Ok(config)
     }
 }
@@ -215,6 +238,8 @@ pub struct ServerConfig {
     pub insecure_no_auth: bool,
     /// The administrator account, when authentication is on.
     pub auth: Option<AdminAccount>,
+    /// The permission of users without a grant.
+    pub default_permission: Permission,
 }
 
 /// The bootstrap administrator (its password is never printed).
@@ -317,6 +342,7 @@ impl ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             insecure_no_auth: false,
             auth: None,
+            default_permission: Permission::Read,
         }
     }
 
@@ -337,13 +363,6 @@ impl ServerConfig {
     /// The hardening settings for the HTTP layer (hashes the admin password when
     /// authentication is on).
     pub fn security(&self) -> anyhow::Result<cairn_http::SecurityConfig> {
-        let authenticator = match &self.auth {
-            Some(admin) => Some(std::sync::Arc::new(
-                cairn_http::auth::Authenticator::with_admin(&admin.username, &admin.password)
-                    .map_err(anyhow::Error::msg)?,
-            )),
-            None => None,
-        };
         let allowed_hosts = self.allowed_hosts.clone().unwrap_or_else(|| {
             let mut hosts = cairn_http::security::default_allowed_hosts();
             let host = self.host.trim_matches(|c| c == '[' || c == ']');
@@ -366,7 +385,6 @@ impl ServerConfig {
             allowed_hosts,
             cors_allowed_origins: self.cors_allowed_origins.clone(),
             request_timeout: self.request_timeout,
-            authenticator,
         })
     }
 
@@ -582,6 +600,27 @@ mod tests {
     }
 
     #[test]
+    fn the_default_permission_is_read_unless_set() {
+        assert_eq!(
+            ServerArgs::default().resolve().unwrap().default_permission,
+            Permission::Read
+        );
+        let set = ServerArgs {
+            default_permission: Some("no_permissions".into()),
+            ..ServerArgs::default()
+        };
+        assert_eq!(
+            set.resolve().unwrap().default_permission,
+            Permission::NoPermissions
+        );
+        let bad = ServerArgs {
+            default_permission: Some("OWNER".into()),
+            ..ServerArgs::default()
+        };
+        assert!(bad.resolve().is_err());
+    }
+
+    #[test]
     fn auth_needs_a_password_and_allows_exposure() {
         let args = ServerArgs {
             auth: true,
@@ -593,7 +632,12 @@ mod tests {
         let admin = c.auth.clone().unwrap();
         assert_eq!(admin.username, "admin");
         assert!(!format!("{c:?}").contains("long enough pw"), "{c:?}");
-        assert!(c.security().unwrap().authenticator.is_some());
+        // Offline commands open the store without the password.
+        let offline = ServerArgs {
+            admin_password: None,
+            ..args.clone()
+        };
+        assert_eq!(offline.resolve_store_only().unwrap().auth, None);
         if std::env::var_os("CAIRN_ADMIN_PASSWORD").is_none() {
             let missing = ServerArgs {
                 admin_password: None,

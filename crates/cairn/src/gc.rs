@@ -90,7 +90,7 @@ fn millis_ago(age: Duration) -> anyhow::Result<i64> {
 
 /// Runs gc against the store and artifact destination of `config`.
 pub async fn run(config: &ServerConfig, options: &GcOptions) -> anyhow::Result<GcReport> {
-    let (store, _) = open_store(config).await?;
+    let (store, _, _) = open_store(config).await?;
     let repo = ArtifactRepo::open(&config.artifacts_destination())
         .context("opening the artifact store")?;
     let service = ArtifactService::new(repo, store.clone());

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod gc;
 pub mod serve;
@@ -14,9 +15,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use cairn_artifacts::{ArtifactRepo, ArtifactService};
+use cairn_core::auth::AuthStore;
 use cairn_core::registry::RegistryStore;
 use cairn_core::service::{RegistryService, TrackingConfig, TrackingService};
 use cairn_core::store::TrackingStore;
+use cairn_http::auth::Authenticator;
+use cairn_http::AccessControl;
 use cairn_http::AppState;
 use cairn_store_postgres::{PgConfig, PgStore};
 use cairn_store_sqlite::{SqliteConfig, SqliteStore};
@@ -32,8 +36,12 @@ pub struct Application {
     store: Arc<dyn TrackingStore>,
 }
 
-/// One store seen through both of its traits.
-type Stores = (Arc<dyn TrackingStore>, Arc<dyn RegistryStore>);
+/// One store seen through each of its traits.
+type Stores = (
+    Arc<dyn TrackingStore>,
+    Arc<dyn RegistryStore>,
+    Arc<dyn AuthStore>,
+);
 
 /// Opens the store named by the backend URI.
 pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Stores> {
@@ -43,7 +51,7 @@ pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Stores> 
                 .await
                 .with_context(|| format!("opening SQLite store at {}", path.display()))?;
             let store = Arc::new(store);
-            Ok((store.clone(), store))
+            Ok((store.clone(), store.clone(), store))
         }
         BackendUri::Postgres(url) => {
             let mut pg = PgConfig::new(url);
@@ -53,7 +61,7 @@ pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Stores> 
                 .await
                 .context("opening the PostgreSQL store")?;
             let store = Arc::new(store);
-            Ok((store.clone(), store))
+            Ok((store.clone(), store.clone(), store))
         }
     }
 }
@@ -61,7 +69,7 @@ pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Stores> 
 impl Application {
     /// Opens the store, runs migrations and binds the listener (port 0 picks a free port).
     pub async fn build(config: &ServerConfig) -> anyhow::Result<Self> {
-        let (store, registry_store) = open_store(config).await?;
+        let (store, registry_store, auth_store) = open_store(config).await?;
         let tracking = TrackingService::new(
             store.clone(),
             TrackingConfig {
@@ -78,8 +86,24 @@ impl Application {
         let artifacts =
             ArtifactService::new(repo, store.clone()).with_presigned(config.artifacts_presigned);
         let registry = RegistryService::new(registry_store, store.clone());
+        let authenticator = match &config.auth {
+            Some(admin) => {
+                let a = Authenticator::new(auth_store.clone());
+                a.ensure_admin(&admin.username, &admin.password)
+                    .await
+                    .map_err(anyhow::Error::msg)
+                    .context("setting up the administrator account")?;
+                Some(Arc::new(a))
+            }
+            None => None,
+        };
+        let access = AccessControl {
+            store: auth_store,
+            authenticator,
+            default_permission: config.default_permission,
+        };
         let router = cairn_http::router_with(
-            AppState::new(tracking, registry, artifacts),
+            AppState::new(tracking, registry, artifacts, access),
             config.security()?,
         );
         let listener = TcpListener::bind((config.host.as_str(), config.port))
@@ -116,7 +140,11 @@ impl Application {
                 tracing::warn!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        let result = axum::serve(listener, self.router)
+        // The peer address goes in each request's extensions (audit log, sign-in limits).
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         self.store.close().await;

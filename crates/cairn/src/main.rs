@@ -37,6 +37,8 @@ enum Command {
     Serve(cairn::serve::ServeArgs),
     /// Permanently delete deleted experiments, runs and logged models, and their artifacts.
     Gc(GcArgs),
+    /// Verify or export the tamper-evident audit log.
+    Audit(cairn::audit::AuditArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -86,6 +88,11 @@ async fn main() -> anyhow::Result<()> {
             let (config, options) = args.resolve()?;
             let report = cairn::gc::run(&config, &options).await?;
             print!("{}", cairn::gc::summary(&report, options.dry_run));
+        }
+        Command::Audit(args) => {
+            if !cairn::audit::run(args).await? {
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

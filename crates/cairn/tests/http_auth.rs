@@ -56,7 +56,21 @@ async fn requests_need_valid_basic_credentials() {
     )
     .await;
     assert_eq!(bearer.status, 401);
-    assert!(bearer.body["message"]
+    assert_eq!(
+        bearer.body["message"],
+        "The access token is invalid, expired or revoked"
+    );
+    let digest = reply(
+        app.client
+            .get(&search)
+            .header("authorization", "Digest username=admin")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(digest.status, 401);
+    assert!(digest.body["message"]
         .as_str()
         .unwrap()
         .contains("HTTP Basic"));

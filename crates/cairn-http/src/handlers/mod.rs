@@ -6,6 +6,7 @@ pub(crate) mod logged_models;
 pub(crate) mod meta;
 pub(crate) mod registry;
 pub(crate) mod runs;
+pub(crate) mod users;
 
 use cairn_api::requests::{KeyValue, MetricIn};
 use cairn_core::model::{Metric, Param, Tag, ViewType};

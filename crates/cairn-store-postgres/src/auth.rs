@@ -1,0 +1,726 @@
+//! Accounts, grants, access tokens and the audit log.
+//!
+//! The audit chain is one total order across every replica sharing the database: a link
+//! is appended under a transaction-scoped advisory lock, as the last statement before
+//! COMMIT (so the lock is held for one read and one insert), and the next appender, from
+//! any process, waits for that commit and then reads the link it made.
+
+use cairn_core::audit::{next_link, AuditEvent, StoredAuditEvent};
+use cairn_core::auth::{
+    Access, AccessToken, Credential, Grant, GrantKind, GrantMode, Permission, Target, User,
+};
+use cairn_core::context;
+use cairn_core::{CoreError, CoreResult};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+
+use crate::db_err;
+use crate::experiments::Tx;
+
+/// The advisory lock key that serialises appends to the audit chain ("cairnaud" in
+/// ASCII). sqlx's migrator derives its own key from the database name, so the two never
+/// collide by accident.
+const AUDIT_LOCK: i64 = 0x6361_6972_6e61_7564;
+
+/// Whether the current request has an audit event waiting for its first write
+/// transaction (a write that would otherwise skip the transaction must then take one).
+pub(crate) fn audit_pending() -> bool {
+    context::current().is_some_and(|c| c.has_pending_audit())
+}
+
+/// Commits a write transaction, first appending the current request's pending audit
+/// event to it, so the change and its record are durable together or not at all.
+pub(crate) async fn commit(mut tx: Tx) -> CoreResult<()> {
+    let ctx = context::current();
+    let event = ctx.as_ref().and_then(|c| c.take_audit());
+    let Some(event) = event else {
+        return tx.commit().await.map_err(db_err);
+    };
+    let result = async {
+        append_link(&mut tx, &event).await?;
+        tx.commit().await.map_err(db_err)
+    }
+    .await;
+    if let Some(ctx) = ctx {
+        match &result {
+            Ok(()) => ctx.audit_committed(),
+            Err(_) => ctx.audit_rolled_back(event),
+        }
+    }
+    result
+}
+
+/// Appends `event` as the next link of the chain. Must be the transaction's last
+/// statement: the advisory lock it takes is held until COMMIT.
+async fn append_link(conn: &mut PgConnection, event: &AuditEvent) -> CoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    // READ COMMITTED: this statement's snapshot is taken after the lock was granted, so
+    // it sees the link the previous holder committed.
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    let link = next_link(last.as_ref().map(|(s, h)| (*s, h.as_str())), event.clone());
+    let e = &link.event;
+    sqlx::query(
+        "INSERT INTO audit_events (seq, time_ms, actor, auth_method, source_ip, action, \
+         resource, outcome, request_id, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(link.seq)
+    .bind(e.time_ms)
+    .bind(&e.actor)
+    .bind(&e.auth_method)
+    .bind(&e.source_ip)
+    .bind(&e.action)
+    .bind(&e.resource)
+    .bind(&e.outcome)
+    .bind(&e.request_id)
+    .bind(&link.prev_hash)
+    .bind(&link.hash)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Grants the current request's caller MANAGE on the experiment just created in `tx`.
+pub(crate) async fn grant_creator_experiment(tx: &mut Tx, experiment_id: i64) -> CoreResult<()> {
+    let Some(user) = context::creator() else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO experiment_permissions (experiment_id, user_id, permission) \
+         SELECT $1, user_id, 'MANAGE' FROM users WHERE username = $2 \
+         ON CONFLICT (experiment_id, user_id) DO UPDATE SET permission = excluded.permission",
+    )
+    .bind(experiment_id)
+    .bind(user)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Grants the current request's caller MANAGE on the registered model just created.
+pub(crate) async fn grant_creator_model(tx: &mut Tx, model_pk: i64) -> CoreResult<()> {
+    let Some(user) = context::creator() else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO registered_model_permissions (model_pk, user_id, permission) \
+         SELECT $1, user_id, 'MANAGE' FROM users WHERE username = $2 \
+         ON CONFLICT (model_pk, user_id) DO UPDATE SET permission = excluded.permission",
+    )
+    .bind(model_pk)
+    .bind(user)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Restricts a search to what the current caller may read, in the query itself (so pages
+/// stay full and counts stay right): their grant on the resource at `col`, or, without
+/// one, the server's default permission. Administrators and requests without a caller
+/// are not restricted.
+pub(crate) fn push_visible(qb: &mut QueryBuilder<'static, Postgres>, kind: GrantKind, col: &str) {
+    let Some(viewer) = context::restricted_viewer() else {
+        return;
+    };
+    let (table, key) = grant_table(kind);
+    qb.push(format!(
+        " AND COALESCE((SELECT g.permission <> 'NO_PERMISSIONS' FROM {table} g \
+         JOIN users u ON u.user_id = g.user_id WHERE g.{key} = {col} AND u.username = "
+    ));
+    qb.push_bind(viewer.username);
+    qb.push("), ");
+    qb.push_bind(viewer.default_read);
+    qb.push(")");
+}
+
+fn user_row((id, username, is_admin): (i64, String, bool)) -> User {
+    User {
+        id,
+        username,
+        is_admin,
+    }
+}
+
+fn user_not_found(username: &str) -> CoreError {
+    CoreError::not_found(format!("User with username={username} not found"))
+}
+
+fn parse_permission(s: &str) -> CoreResult<Permission> {
+    Permission::parse(s).map_err(|_| CoreError::Internal(format!("corrupt permission {s:?}")))
+}
+
+/// The key a grant of `kind` hangs off, or `None` if the resource does not exist. The
+/// row is key-share locked until commit, so it cannot be deleted under the grant.
+async fn resource_key(tx: &mut Tx, kind: GrantKind, resource_id: &str) -> CoreResult<Option<i64>> {
+    match kind {
+        GrantKind::Experiment => {
+            let Ok(id) = resource_id.parse::<i64>() else {
+                return Ok(None);
+            };
+            let row: Option<(i64,)> = sqlx::query_as(
+                "SELECT experiment_id FROM experiments WHERE experiment_id = $1 FOR KEY SHARE",
+            )
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+            Ok(row.map(|r| r.0))
+        }
+        GrantKind::RegisteredModel => {
+            let row: Option<(i64,)> = sqlx::query_as(
+                "SELECT model_pk FROM registered_models WHERE name = $1 FOR KEY SHARE",
+            )
+            .bind(resource_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+            Ok(row.map(|r| r.0))
+        }
+    }
+}
+
+fn grant_table(kind: GrantKind) -> (&'static str, &'static str) {
+    match kind {
+        GrantKind::Experiment => ("experiment_permissions", "experiment_id"),
+        GrantKind::RegisteredModel => ("registered_model_permissions", "model_pk"),
+    }
+}
+
+fn resource_not_found(kind: GrantKind, resource_id: &str) -> CoreError {
+    match kind {
+        GrantKind::Experiment => {
+            CoreError::not_found(format!("No Experiment with id={resource_id} exists"))
+        }
+        GrantKind::RegisteredModel => CoreError::not_found(format!(
+            "Registered Model with name={resource_id} not found"
+        )),
+    }
+}
+
+fn grant_not_found(kind: GrantKind, resource_id: &str, username: &str) -> CoreError {
+    let what = match kind {
+        GrantKind::Experiment => "Experiment permission with experiment_id",
+        GrantKind::RegisteredModel => "Registered model permission with name",
+    };
+    CoreError::not_found(format!(
+        "{what}={resource_id} and username={username} not found"
+    ))
+}
+
+pub(crate) async fn create_user(
+    pool: &PgPool,
+    username: &str,
+    password_hash: &str,
+    is_admin: bool,
+) -> CoreResult<User> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    // A concurrent creation of the same name (from any replica) waits for the winner's
+    // commit and then gets no row back.
+    let row: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3) \
+         ON CONFLICT (username) DO NOTHING RETURNING user_id",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(is_admin)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some((id,)) = row else {
+        return Err(CoreError::AlreadyExists(format!(
+            "User '{username}' already exists"
+        )));
+    };
+    commit(tx).await?;
+    Ok(User {
+        id,
+        username: username.to_string(),
+        is_admin,
+    })
+}
+
+pub(crate) async fn credential(pool: &PgPool, username: &str) -> CoreResult<Option<Credential>> {
+    let row: Option<(i64, String, bool, String)> = sqlx::query_as(
+        "SELECT user_id, username, is_admin, password_hash FROM users WHERE username = $1",
+    )
+    .bind(username)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(
+        row.map(|(id, username, is_admin, password_hash)| Credential {
+            user: User {
+                id,
+                username,
+                is_admin,
+            },
+            password_hash,
+        }),
+    )
+}
+
+pub(crate) async fn get_user(pool: &PgPool, username: &str) -> CoreResult<User> {
+    let row: Option<(i64, String, bool)> =
+        sqlx::query_as("SELECT user_id, username, is_admin FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?;
+    row.map(user_row).ok_or_else(|| user_not_found(username))
+}
+
+pub(crate) async fn list_users(pool: &PgPool) -> CoreResult<Vec<User>> {
+    let rows: Vec<(i64, String, bool)> =
+        sqlx::query_as("SELECT user_id, username, is_admin FROM users ORDER BY username")
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+    Ok(rows.into_iter().map(user_row).collect())
+}
+
+/// Runs one `UPDATE/DELETE ... WHERE username = $n` (binding `value`, then `flag`, then
+/// the name) and fails if no user matched.
+pub(crate) async fn change_user(
+    pool: &PgPool,
+    sql: &str,
+    value: Option<&str>,
+    flag: Option<bool>,
+    username: &str,
+) -> CoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut q = sqlx::query(sql);
+    if let Some(v) = value {
+        q = q.bind(v);
+    }
+    if let Some(f) = flag {
+        q = q.bind(f);
+    }
+    let done = q.bind(username).execute(&mut *tx).await.map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(user_not_found(username));
+    }
+    commit(tx).await
+}
+
+pub(crate) async fn put_grant(
+    pool: &PgPool,
+    kind: GrantKind,
+    resource_id: &str,
+    username: &str,
+    permission: Permission,
+    mode: GrantMode,
+) -> CoreResult<Grant> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    // Key-share locks: neither the user nor the resource can be deleted before commit.
+    let user: Option<(i64,)> =
+        sqlx::query_as("SELECT user_id FROM users WHERE username = $1 FOR KEY SHARE")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    let Some((user_id,)) = user else {
+        return Err(user_not_found(username));
+    };
+    let Some(key) = resource_key(&mut tx, kind, resource_id).await? else {
+        return Err(resource_not_found(kind, resource_id));
+    };
+    let (table, column) = grant_table(kind);
+    // One statement per mode, so concurrent grants (from any replica) settle on the
+    // primary key: a second Create finds the first one's row, an Update a deleted none.
+    let sql = match mode {
+        GrantMode::Create => format!(
+            "INSERT INTO {table} ({column}, user_id, permission) VALUES ($1, $2, $3) \
+             ON CONFLICT ({column}, user_id) DO NOTHING"
+        ),
+        GrantMode::Update => {
+            format!("UPDATE {table} SET permission = $3 WHERE {column} = $1 AND user_id = $2")
+        }
+        GrantMode::Upsert => format!(
+            "INSERT INTO {table} ({column}, user_id, permission) VALUES ($1, $2, $3) \
+             ON CONFLICT ({column}, user_id) DO UPDATE SET permission = excluded.permission"
+        ),
+    };
+    let done = sqlx::query(&sql)
+        .bind(key)
+        .bind(user_id)
+        .bind(permission.name())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(match mode {
+            GrantMode::Update => grant_not_found(kind, resource_id, username),
+            _ => CoreError::AlreadyExists(format!(
+                "{} permission on {resource_id} for user {username} already exists",
+                kind.name()
+            )),
+        });
+    }
+    commit(tx).await?;
+    Ok(Grant {
+        resource_id: resource_id.to_string(),
+        user_id,
+        permission,
+    })
+}
+
+pub(crate) async fn get_grant(
+    pool: &PgPool,
+    kind: GrantKind,
+    resource_id: &str,
+    username: &str,
+) -> CoreResult<Grant> {
+    let row: Option<(i64, String)> = match kind {
+        GrantKind::Experiment => {
+            let Ok(id) = resource_id.parse::<i64>() else {
+                return Err(grant_not_found(kind, resource_id, username));
+            };
+            sqlx::query_as(
+                "SELECT g.user_id, g.permission FROM experiment_permissions g \
+                 JOIN users u ON u.user_id = g.user_id \
+                 WHERE g.experiment_id = $1 AND u.username = $2",
+            )
+            .bind(id)
+            .bind(username)
+            .fetch_optional(pool)
+            .await
+        }
+        GrantKind::RegisteredModel => {
+            sqlx::query_as(
+                "SELECT g.user_id, g.permission FROM registered_model_permissions g \
+                 JOIN users u ON u.user_id = g.user_id \
+                 JOIN registered_models rm ON rm.model_pk = g.model_pk \
+                 WHERE rm.name = $1 AND u.username = $2",
+            )
+            .bind(resource_id)
+            .bind(username)
+            .fetch_optional(pool)
+            .await
+        }
+    }
+    .map_err(db_err)?;
+    let Some((user_id, permission)) = row else {
+        return Err(grant_not_found(kind, resource_id, username));
+    };
+    Ok(Grant {
+        resource_id: resource_id.to_string(),
+        user_id,
+        permission: parse_permission(&permission)?,
+    })
+}
+
+pub(crate) async fn delete_grant(
+    pool: &PgPool,
+    kind: GrantKind,
+    resource_id: &str,
+    username: &str,
+) -> CoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let done = match kind {
+        GrantKind::Experiment => {
+            let Ok(id) = resource_id.parse::<i64>() else {
+                return Err(grant_not_found(kind, resource_id, username));
+            };
+            sqlx::query(
+                "DELETE FROM experiment_permissions WHERE experiment_id = $1 \
+                   AND user_id = (SELECT user_id FROM users WHERE username = $2)",
+            )
+            .bind(id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+        }
+        GrantKind::RegisteredModel => {
+            sqlx::query(
+                "DELETE FROM registered_model_permissions \
+                 WHERE model_pk = (SELECT model_pk FROM registered_models WHERE name = $1) \
+                   AND user_id = (SELECT user_id FROM users WHERE username = $2)",
+            )
+            .bind(resource_id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+        }
+    }
+    .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(grant_not_found(kind, resource_id, username));
+    }
+    commit(tx).await
+}
+
+pub(crate) async fn list_grants(
+    pool: &PgPool,
+    username: &str,
+) -> CoreResult<Vec<(GrantKind, Grant)>> {
+    let user = get_user(pool, username).await?;
+    // Experiments first, then by resource id as text (byte order), as in SQLite.
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT 'experiment'::text COLLATE \"C\", experiment_id::text COLLATE \"C\", permission \
+           FROM experiment_permissions WHERE user_id = $1 \
+         UNION ALL \
+         SELECT 'registered_model'::text COLLATE \"C\", rm.name, mp.permission \
+           FROM registered_model_permissions mp \
+           JOIN registered_models rm ON rm.model_pk = mp.model_pk WHERE mp.user_id = $1 \
+         ORDER BY 1, 2",
+    )
+    .bind(user.id)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    rows.into_iter()
+        .map(|(kind, resource_id, permission)| {
+            Ok((
+                GrantKind::parse(&kind)?,
+                Grant {
+                    resource_id,
+                    user_id: user.id,
+                    permission: parse_permission(&permission)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+pub(crate) async fn access(
+    pool: &PgPool,
+    username: &str,
+    target: &Target,
+) -> CoreResult<Option<Access>> {
+    // Each form yields (is_admin, exists, permission) for one user in one statement.
+    let sql = match target {
+        Target::Experiment(_) => {
+            "SELECT u.is_admin, e.experiment_id IS NOT NULL, ep.permission FROM users u \
+             LEFT JOIN experiments e ON e.experiment_id = $1 \
+             LEFT JOIN experiment_permissions ep \
+               ON ep.experiment_id = e.experiment_id AND ep.user_id = u.user_id \
+             WHERE u.username = $2"
+        }
+        Target::ExperimentName(_) => {
+            "SELECT u.is_admin, e.experiment_id IS NOT NULL, ep.permission FROM users u \
+             LEFT JOIN experiments e ON e.name = $1 \
+             LEFT JOIN experiment_permissions ep \
+               ON ep.experiment_id = e.experiment_id AND ep.user_id = u.user_id \
+             WHERE u.username = $2"
+        }
+        Target::Run(_) => {
+            "SELECT u.is_admin, r.experiment_id IS NOT NULL, ep.permission FROM users u \
+             LEFT JOIN runs r ON r.run_id = $1 \
+             LEFT JOIN experiment_permissions ep \
+               ON ep.experiment_id = r.experiment_id AND ep.user_id = u.user_id \
+             WHERE u.username = $2"
+        }
+        Target::LoggedModel(_) => {
+            "SELECT u.is_admin, m.experiment_id IS NOT NULL, ep.permission FROM users u \
+             LEFT JOIN logged_models m ON m.model_id = $1 \
+             LEFT JOIN experiment_permissions ep \
+               ON ep.experiment_id = m.experiment_id AND ep.user_id = u.user_id \
+             WHERE u.username = $2"
+        }
+        Target::RegisteredModel(_) => {
+            "SELECT u.is_admin, rm.model_pk IS NOT NULL, mp.permission FROM users u \
+             LEFT JOIN registered_models rm ON rm.name = $1 \
+             LEFT JOIN registered_model_permissions mp \
+               ON mp.model_pk = rm.model_pk AND mp.user_id = u.user_id \
+             WHERE u.username = $2"
+        }
+    };
+    let q = sqlx::query_as::<_, (bool, bool, Option<String>)>(sql);
+    let q = match target {
+        Target::Experiment(id) => q.bind(*id),
+        Target::ExperimentName(key)
+        | Target::Run(key)
+        | Target::LoggedModel(key)
+        | Target::RegisteredModel(key) => q.bind(key.as_str()),
+    };
+    let row = q
+        .bind(username)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?;
+    row.map(|(is_admin, exists, grant)| {
+        Ok(Access {
+            is_admin,
+            exists,
+            grant: grant.as_deref().map(parse_permission).transpose()?,
+        })
+    })
+    .transpose()
+}
+
+type TokenRow = (i64, i64, String, i64, Option<i64>, Option<i64>);
+
+fn token_row((id, user_id, name, created_ms, expires_ms, revoked_ms): TokenRow) -> AccessToken {
+    AccessToken {
+        id,
+        user_id,
+        name,
+        created_ms,
+        expires_ms,
+        revoked_ms,
+    }
+}
+
+pub(crate) async fn create_token(
+    pool: &PgPool,
+    username: &str,
+    name: &str,
+    secret_sha256: &str,
+    created_ms: i64,
+    expires_ms: Option<i64>,
+) -> CoreResult<AccessToken> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let row: Option<TokenRow> = sqlx::query_as(
+        "INSERT INTO access_tokens (user_id, name, secret_sha256, created_ms, expires_ms) \
+         SELECT user_id, $1, $2, $3, $4 FROM users WHERE username = $5 \
+         RETURNING token_id, user_id, name, created_ms, expires_ms, revoked_ms",
+    )
+    .bind(name)
+    .bind(secret_sha256)
+    .bind(created_ms)
+    .bind(expires_ms)
+    .bind(username)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else {
+        return Err(user_not_found(username));
+    };
+    commit(tx).await?;
+    Ok(token_row(row))
+}
+
+pub(crate) async fn token_owner(
+    pool: &PgPool,
+    secret_sha256: &str,
+    now_ms: i64,
+) -> CoreResult<Option<User>> {
+    let row: Option<(i64, String, bool)> = sqlx::query_as(
+        "SELECT u.user_id, u.username, u.is_admin FROM access_tokens t \
+         JOIN users u ON u.user_id = t.user_id \
+         WHERE t.secret_sha256 = $1 AND t.revoked_ms IS NULL \
+           AND (t.expires_ms IS NULL OR t.expires_ms > $2)",
+    )
+    .bind(secret_sha256)
+    .bind(now_ms)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(row.map(user_row))
+}
+
+pub(crate) async fn list_tokens(pool: &PgPool, username: &str) -> CoreResult<Vec<AccessToken>> {
+    let user = get_user(pool, username).await?;
+    let rows: Vec<TokenRow> = sqlx::query_as(
+        "SELECT token_id, user_id, name, created_ms, expires_ms, revoked_ms \
+         FROM access_tokens WHERE user_id = $1 ORDER BY token_id DESC",
+    )
+    .bind(user.id)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(token_row).collect())
+}
+
+pub(crate) async fn revoke_token(
+    pool: &PgPool,
+    username: &str,
+    id: i64,
+    now_ms: i64,
+) -> CoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let done = sqlx::query(
+        "UPDATE access_tokens SET revoked_ms = COALESCE(revoked_ms, $1) \
+         WHERE token_id = $2 AND user_id = (SELECT user_id FROM users WHERE username = $3)",
+    )
+    .bind(now_ms)
+    .bind(id)
+    .bind(username)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(CoreError::not_found(format!(
+            "Access token {id} of user {username} not found"
+        )));
+    }
+    commit(tx).await
+}
+
+pub(crate) async fn append_audit(pool: &PgPool, event: &AuditEvent) -> CoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    append_link(&mut tx, event).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+type AuditRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+pub(crate) async fn audit_events(
+    pool: &PgPool,
+    after: i64,
+    limit: i64,
+) -> CoreResult<Vec<StoredAuditEvent>> {
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT seq, time_ms, actor, auth_method, source_ip, action, resource, outcome, \
+         request_id, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit.max(0))
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                seq,
+                time_ms,
+                actor,
+                auth_method,
+                source_ip,
+                action,
+                resource,
+                outcome,
+                request_id,
+                prev_hash,
+                hash,
+            )| StoredAuditEvent {
+                seq,
+                event: AuditEvent {
+                    time_ms,
+                    actor,
+                    auth_method,
+                    source_ip,
+                    action,
+                    resource,
+                    outcome,
+                    request_id,
+                },
+                prev_hash,
+                hash,
+            },
+        )
+        .collect())
+}
