@@ -118,7 +118,8 @@ VENV_LOG="$(mktemp -t cairn-venv.XXXXXX)"
     fi
     # pip is quick when everything is already installed at the pinned versions.
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -r tests/conformance/requirements.txt -r tests/serving/requirements.txt
+        -r tests/conformance/requirements.txt -r tests/serving/requirements.txt \
+        -r tests/security/requirements.txt
     "$VENV/bin/python" -c "import mlflow; assert mlflow.__version__ == '3.17.2', mlflow.__version__"
 ) >"$VENV_LOG" 2>&1 &
 VENV_PID=$!

@@ -10,79 +10,24 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
-PASSWORD = "correct horse battery"
-
-
-def cairn_bin() -> str:
-    return os.environ.get("CAIRN_BIN", str(REPO / "target" / "debug" / "cairn"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(tmp: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = open(tmp / f"cairn-{port}.log", "wb")
-    proc = subprocess.Popen(
-        [cairn_bin(), "server", "--port", str(port), "--data-dir", str(tmp / "data"), *args],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError((tmp / f"cairn-{port}.log").read_text())
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("cairn server did not become healthy")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
+from cairn_util import PASSWORD, cairn_bin, run_client, server_env, start, stop
 
 
 @pytest.fixture(scope="module")
 def server():
     tmp = Path(tempfile.mkdtemp(prefix="cairn-auth-"))
-    env = dict(os.environ, CAIRN_ADMIN_PASSWORD=PASSWORD, NO_COLOR="1")
-    for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
-        env.pop(k, None)
-    proc, url = start(tmp, "--auth", env=env)
+    proc, url = start(tmp, "--auth", env=server_env())
     try:
         yield url
     finally:
         stop(proc)
-
-
-def run_client(url: str, code: str, **creds: str) -> subprocess.CompletedProcess:
-    """Runs `code` with the mlflow client in a fresh interpreter, with only `creds` set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
-    env.update(MLFLOW_TRACKING_URI=url, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", **creds)
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
 
 
 CLIENT_CODE = """

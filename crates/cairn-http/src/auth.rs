@@ -112,13 +112,21 @@ impl std::fmt::Debug for Authenticator {
 pub struct Authenticator {
     store: Arc<dyn AuthStore>,
     cache_key: [u8; 32],
+    /// Verified credentials and until when they are trusted without checking again.
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     /// How many full argon2 verifications ran (for tests and metrics).
     verifications: std::sync::atomic::AtomicU64,
     /// Recent failed sign-ins per username and per client address: (count, first
     /// failure of the window).
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Single sign-on, when configured.
+    oidc: Option<crate::oidc::OidcVerifier>,
 }
+
+/// The password hash of accounts created by single sign-on: not a PHC string, so no
+/// password ever matches it, and the mark that lets a provider's token sign in as the
+/// account (a provider can never take over a local account of the same name).
+pub const SSO_ACCOUNT_MARK: &str = "!sso";
 
 impl Authenticator {
     /// An authenticator over the accounts in `store`.
@@ -131,7 +139,14 @@ impl Authenticator {
             cache: Mutex::new(HashMap::new()),
             verifications: std::sync::atomic::AtomicU64::new(0),
             failures: Mutex::new(HashMap::new()),
+            oidc: None,
         }
+    }
+
+    /// Also accepts bearer JWTs from an OpenID Connect provider.
+    pub fn with_oidc(mut self, verifier: crate::oidc::OidcVerifier) -> Authenticator {
+        self.oidc = Some(verifier);
+        self
     }
 
     /// The store behind it.
@@ -232,16 +247,16 @@ impl Authenticator {
 
     fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
         let cache = self.cache.lock().ok()?;
-        let (principal, at) = cache.get(key)?;
-        (at.elapsed() < CACHE_TTL).then(|| principal.clone())
+        let (principal, until) = cache.get(key)?;
+        (Instant::now() < *until).then(|| principal.clone())
     }
 
-    fn remember(&self, key: [u8; 32], principal: &Principal) {
+    fn remember(&self, key: [u8; 32], principal: &Principal, ttl: Duration) {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }
-            cache.insert(key, (principal.clone(), Instant::now()));
+            cache.insert(key, (principal.clone(), Instant::now() + ttl));
         }
     }
 
@@ -275,19 +290,24 @@ impl Authenticator {
             is_admin: credential.user.is_admin,
             method: "basic",
         };
-        self.remember(key, &principal);
+        self.remember(key, &principal, CACHE_TTL);
         Ok(Some(principal))
     }
 
-    /// The principal for a bearer personal access token, or `None` if it is unknown,
-    /// expired or revoked.
+    /// The principal for a bearer token: a personal access token (unknown, expired or
+    /// revoked: `None`), or, with single sign-on configured, a provider-issued JWT.
     pub async fn verify_token(&self, secret: &str) -> Result<Option<Principal>, CoreError> {
         let key = self.fingerprint("token", "", secret);
         if let Some(p) = self.cached(&key) {
             return Ok(Some(p));
         }
         if !secret.starts_with(TOKEN_PREFIX) {
-            return Ok(None);
+            return match &self.oidc {
+                Some(oidc) if crate::oidc::looks_like_jwt(secret) => {
+                    self.verify_oidc(oidc, key, secret).await
+                }
+                _ => Ok(None),
+            };
         }
         let Some(user) = self
             .store
@@ -301,8 +321,62 @@ impl Authenticator {
             is_admin: user.is_admin,
             method: "token",
         };
-        self.remember(key, &principal);
+        self.remember(key, &principal, CACHE_TTL);
         Ok(Some(principal))
+    }
+
+    /// A provider-issued token: verified against the provider's keys, its user created on
+    /// first sign-in (with no password and no administrator rights), and trusted until
+    /// it expires or for `CACHE_TTL`, whichever is sooner.
+    async fn verify_oidc(
+        &self,
+        oidc: &crate::oidc::OidcVerifier,
+        key: [u8; 32],
+        token: &str,
+    ) -> Result<Option<Principal>, CoreError> {
+        let Some(identity) = oidc.verify(token).await? else {
+            return Ok(None);
+        };
+        let user = match self.store.credential(&identity.username).await? {
+            Some(c) if c.password_hash == SSO_ACCOUNT_MARK => c.user,
+            Some(_) => {
+                tracing::warn!(user = %identity.username, "an identity provider token names a local account; refused");
+                return Ok(None);
+            }
+            None => match self
+                .store
+                .create_user(&identity.username, SSO_ACCOUNT_MARK, false)
+                .await
+            {
+                Ok(user) => user,
+                // Another request or replica created it first.
+                Err(CoreError::AlreadyExists(_)) => {
+                    return match self.store.credential(&identity.username).await? {
+                        Some(c) if c.password_hash == SSO_ACCOUNT_MARK => {
+                            Ok(Some(self.oidc_principal(key, c.user, identity.expires_at)))
+                        }
+                        _ => Ok(None),
+                    };
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(Some(self.oidc_principal(key, user, identity.expires_at)))
+    }
+
+    fn oidc_principal(&self, key: [u8; 32], user: cairn_core::auth::User, exp: u64) -> Principal {
+        let principal = Principal {
+            username: user.username,
+            is_admin: user.is_admin,
+            method: "oidc",
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let left = Duration::from_secs(exp.saturating_sub(now));
+        self.remember(key, &principal, left.min(CACHE_TTL));
+        principal
     }
 }
 
@@ -420,6 +494,7 @@ pub(crate) async fn authenticate(
                 Credentials::Basic(..) => "Incorrect username or password",
                 Credentials::Bearer(_) => "The access token is invalid, expired or revoked",
             };
+            // (A provider-issued token that does not verify lands here too.)
             refuse(&auth, &req, name, message).await
         }
         Err(e) => {

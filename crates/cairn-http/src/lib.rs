@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 mod handlers;
 mod middleware;
+pub mod oidc;
 mod permissions;
 mod routes;
 pub mod security;

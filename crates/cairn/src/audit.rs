@@ -9,7 +9,7 @@ use cairn_core::audit::{ChainBreak, StoredAuditEvent, Verifier};
 use cairn_core::auth::AuthStore;
 use clap::{Args, Subcommand};
 
-use crate::{open_store, ServerArgs};
+use crate::{open_store, BackendUri, ServerArgs, ServerConfig};
 
 /// Events read per query.
 const PAGE: i64 = 10_000;
@@ -110,12 +110,27 @@ pub async fn export(store: &dyn AuthStore, after: i64, out: &mut dyn Write) -> a
     Ok(written)
 }
 
+/// Opens the store of `config`, refusing to create one: a mistyped `--data-dir` must not
+/// verify as an empty, intact log.
+async fn open_existing(config: &ServerConfig) -> anyhow::Result<std::sync::Arc<dyn AuthStore>> {
+    if let BackendUri::Sqlite(path) = config.backend()? {
+        if !path.is_file() {
+            anyhow::bail!(
+                "no Cairn database at {}: check --data-dir or --backend-store-uri",
+                path.display()
+            );
+        }
+    }
+    let (_, _, store) = open_store(config).await?;
+    Ok(store)
+}
+
 /// Runs a `cairn audit` command; `Ok(false)` means verification found a break.
 pub async fn run(args: AuditArgs) -> anyhow::Result<bool> {
     match args.command {
         AuditCommand::Verify(a) => {
             let config = a.server.resolve_store_only()?;
-            let (_, _, store) = open_store(&config).await?;
+            let store = open_existing(&config).await?;
             match verify(store.as_ref()).await? {
                 Verdict::Intact { events, head } => {
                     match head {
@@ -135,7 +150,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<bool> {
         }
         AuditCommand::Export(a) => {
             let config = a.server.resolve_store_only()?;
-            let (_, _, store) = open_store(&config).await?;
+            let store = open_existing(&config).await?;
             let written = match &a.output {
                 Some(path) => {
                     let file = std::fs::File::create(path)

@@ -93,6 +93,20 @@ pub struct ServerArgs {
     /// READ, USE, EDIT, MANAGE or NO_PERMISSIONS [default: READ, as MLflow].
     #[arg(long, env = "CAIRN_DEFAULT_PERMISSION")]
     pub default_permission: Option<String>,
+    /// Single sign-on: accept bearer JWTs from this OpenID Connect issuer (its `iss`;
+    /// keys from `<issuer>/.well-known/openid-configuration`). Needs --auth and
+    /// --oidc-audience.
+    #[arg(long, env = "CAIRN_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The audience (`aud`) tokens must be issued for: Cairn's client id at the provider.
+    #[arg(long, env = "CAIRN_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The provider's JWKS URL, when it publishes no discovery document.
+    #[arg(long, env = "CAIRN_OIDC_JWKS_URI")]
+    pub oidc_jwks_uri: Option<String>,
+    /// The token claim that holds the username [default: preferred_username].
+    #[arg(long, env = "CAIRN_OIDC_USERNAME_CLAIM")]
+    pub oidc_username_claim: Option<String>,
 }
 
 /// The same options as read from a config file.
@@ -115,6 +129,10 @@ struct FileConfig {
     admin_username: Option<String>,
     admin_password: Option<String>,
     default_permission: Option<String>,
+    oidc_issuer: Option<String>,
+    oidc_audience: Option<String>,
+    oidc_jwks_uri: Option<String>,
+    oidc_username_claim: Option<String>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -175,6 +193,22 @@ impl ServerArgs {
                 .unwrap_or_default(),
             request_timeout,
             insecure_no_auth: self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
+            oidc: match (
+                self.oidc_issuer.or(file.oidc_issuer),
+                self.oidc_audience.or(file.oidc_audience),
+            ) {
+                (None, None) => None,
+                (Some(issuer), Some(audience)) => Some(cairn_http::oidc::OidcConfig {
+                    issuer,
+                    audience,
+                    jwks_uri: self.oidc_jwks_uri.or(file.oidc_jwks_uri),
+                    username_claim: self
+                        .oidc_username_claim
+                        .or(file.oidc_username_claim)
+                        .unwrap_or_else(|| "preferred_username".into()),
+                }),
+                _ => bail!("single sign-on needs both --oidc-issuer and --oidc-audience"),
+            },
             default_permission: match self.default_permission.or(file.default_permission) {
                 None => Permission::Read,
                 Some(name) => Permission::parse(&name.to_ascii_uppercase())
@@ -204,6 +238,9 @@ impl ServerArgs {
         };
         if serving {
             config.check_exposure()?;
+            if config.oidc.is_some() && config.auth.is_none() {
+                bail!("single sign-on (--oidc-issuer) needs --auth");
+            }
         }
         Ok(config)
     }
@@ -240,6 +277,8 @@ pub struct ServerConfig {
     pub auth: Option<AdminAccount>,
     /// The permission of users without a grant.
     pub default_permission: Permission,
+    /// Single sign-on, when configured.
+    pub oidc: Option<cairn_http::oidc::OidcConfig>,
 }
 
 /// The bootstrap administrator (its password is never printed).
@@ -343,6 +382,7 @@ impl ServerConfig {
             insecure_no_auth: false,
             auth: None,
             default_permission: Permission::Read,
+            oidc: None,
         }
     }
 

@@ -88,7 +88,13 @@ impl Application {
         let registry = RegistryService::new(registry_store, store.clone());
         let authenticator = match &config.auth {
             Some(admin) => {
-                let a = Authenticator::new(auth_store.clone());
+                let mut a = Authenticator::new(auth_store.clone());
+                if let Some(oidc) = &config.oidc {
+                    a = a.with_oidc(
+                        cairn_http::oidc::OidcVerifier::new(oidc.clone())
+                            .map_err(anyhow::Error::msg)?,
+                    );
+                }
                 a.ensure_admin(&admin.username, &admin.password)
                     .await
                     .map_err(anyhow::Error::msg)
