@@ -41,6 +41,55 @@ pub struct StoredAuditEvent {
     pub hash: String,
 }
 
+/// The columns of an audit row, in table order: seq, time, actor, auth method, source
+/// address, action, resource, outcome, request id, previous hash, hash.
+pub type AuditRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+impl From<AuditRow> for StoredAuditEvent {
+    fn from(row: AuditRow) -> Self {
+        let (
+            seq,
+            time_ms,
+            actor,
+            auth_method,
+            source_ip,
+            action,
+            resource,
+            outcome,
+            request_id,
+            prev_hash,
+            hash,
+        ) = row;
+        StoredAuditEvent {
+            seq,
+            event: AuditEvent {
+                time_ms,
+                actor,
+                auth_method,
+                source_ip,
+                action,
+                resource,
+                outcome,
+                request_id,
+            },
+            prev_hash,
+            hash,
+        }
+    }
+}
+
 /// SHA-256 (hex) over the sequence number, every field (length-prefixed, so no two
 /// different events serialise alike) and the previous hash.
 pub fn chain_hash(seq: i64, e: &AuditEvent, prev_hash: &str) -> String {

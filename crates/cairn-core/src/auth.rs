@@ -214,6 +214,68 @@ pub struct AccessToken {
     pub revoked_ms: Option<i64>,
 }
 
+/// The columns of a user row: id, username, is_admin.
+pub type UserRow = (i64, String, bool);
+
+impl From<UserRow> for User {
+    fn from((id, username, is_admin): UserRow) -> Self {
+        User {
+            id,
+            username,
+            is_admin,
+        }
+    }
+}
+
+/// The columns of a token row: id, user id, name, created, expires, revoked.
+pub type TokenRow = (i64, i64, String, i64, Option<i64>, Option<i64>);
+
+impl From<TokenRow> for AccessToken {
+    fn from((id, user_id, name, created_ms, expires_ms, revoked_ms): TokenRow) -> Self {
+        AccessToken {
+            id,
+            user_id,
+            name,
+            created_ms,
+            expires_ms,
+            revoked_ms,
+        }
+    }
+}
+
+/// A stored permission name back to the level; anything else is a corrupt row.
+pub fn stored_permission(s: &str) -> CoreResult<Permission> {
+    Permission::parse(s).map_err(|_| CoreError::Internal(format!("corrupt permission {s:?}")))
+}
+
+/// MLflow's message for an unknown user.
+pub fn user_not_found(username: &str) -> CoreError {
+    CoreError::not_found(format!("User with username={username} not found"))
+}
+
+/// MLflow's message for a grant on a resource that does not exist.
+pub fn resource_not_found(kind: GrantKind, resource_id: &str) -> CoreError {
+    match kind {
+        GrantKind::Experiment => {
+            CoreError::not_found(format!("No Experiment with id={resource_id} exists"))
+        }
+        GrantKind::RegisteredModel => CoreError::not_found(format!(
+            "Registered Model with name={resource_id} not found"
+        )),
+    }
+}
+
+/// MLflow's message for a grant a user does not hold.
+pub fn grant_not_found(kind: GrantKind, resource_id: &str, username: &str) -> CoreError {
+    let what = match kind {
+        GrantKind::Experiment => "Experiment permission with experiment_id",
+        GrantKind::RegisteredModel => "Registered model permission with name",
+    };
+    CoreError::not_found(format!(
+        "{what}={resource_id} and username={username} not found"
+    ))
+}
+
 /// Accounts, grants, tokens and the audit log, in the same database as the tracking data
 /// (so a grant and the resource it names change in one transaction, and so audit events
 /// share the transaction of the change they record).

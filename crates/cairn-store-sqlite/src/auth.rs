@@ -2,9 +2,10 @@
 //! writer, which also orders the audit chain: an event reads the last hash and appends
 //! the next link inside the same serialised transaction.
 
-use cairn_core::audit::{next_link, AuditEvent, StoredAuditEvent};
+use cairn_core::audit::{next_link, AuditEvent, AuditRow, StoredAuditEvent};
 use cairn_core::auth::{
-    Access, AccessToken, Credential, Grant, GrantKind, GrantMode, Permission, Target, User,
+    grant_not_found, resource_not_found, stored_permission, user_not_found, Access, AccessToken,
+    Credential, Grant, GrantKind, GrantMode, Permission, Target, TokenRow, User, UserRow,
 };
 use cairn_core::context;
 use cairn_core::{CoreError, CoreResult};
@@ -120,22 +121,6 @@ pub(crate) fn push_visible(qb: &mut QueryBuilder<'static, Sqlite>, kind: GrantKi
     qb.push(")");
 }
 
-fn user_row((id, username, is_admin): (i64, String, bool)) -> User {
-    User {
-        id,
-        username,
-        is_admin,
-    }
-}
-
-fn user_not_found(username: &str) -> CoreError {
-    CoreError::not_found(format!("User with username={username} not found"))
-}
-
-fn parse_permission(s: &str) -> CoreResult<Permission> {
-    Permission::parse(s).map_err(|_| CoreError::Internal(format!("corrupt permission {s:?}")))
-}
-
 /// The key a grant of `kind` hangs off, or `None` if the resource does not exist.
 async fn resource_key(
     conn: &mut SqliteConnection,
@@ -172,27 +157,6 @@ fn grant_table(kind: GrantKind) -> (&'static str, &'static str) {
         GrantKind::Experiment => ("experiment_permissions", "experiment_id"),
         GrantKind::RegisteredModel => ("registered_model_permissions", "model_pk"),
     }
-}
-
-fn resource_not_found(kind: GrantKind, resource_id: &str) -> CoreError {
-    match kind {
-        GrantKind::Experiment => {
-            CoreError::not_found(format!("No Experiment with id={resource_id} exists"))
-        }
-        GrantKind::RegisteredModel => CoreError::not_found(format!(
-            "Registered Model with name={resource_id} not found"
-        )),
-    }
-}
-
-fn grant_not_found(kind: GrantKind, resource_id: &str, username: &str) -> CoreError {
-    let what = match kind {
-        GrantKind::Experiment => "Experiment permission with experiment_id",
-        GrantKind::RegisteredModel => "Registered model permission with name",
-    };
-    CoreError::not_found(format!(
-        "{what}={resource_id} and username={username} not found"
-    ))
 }
 
 pub(crate) async fn create_user(
@@ -249,22 +213,22 @@ pub(crate) async fn credential(
 }
 
 pub(crate) async fn get_user(store: &SqliteStore, username: &str) -> CoreResult<User> {
-    let row: Option<(i64, String, bool)> =
+    let row: Option<UserRow> =
         sqlx::query_as("SELECT user_id, username, is_admin FROM users WHERE username = ?")
             .bind(username)
             .fetch_optional(&store.reader)
             .await
             .map_err(db_err)?;
-    row.map(user_row).ok_or_else(|| user_not_found(username))
+    row.map(User::from).ok_or_else(|| user_not_found(username))
 }
 
 pub(crate) async fn list_users(store: &SqliteStore) -> CoreResult<Vec<User>> {
-    let rows: Vec<(i64, String, bool)> =
+    let rows: Vec<UserRow> =
         sqlx::query_as("SELECT user_id, username, is_admin FROM users ORDER BY username")
             .fetch_all(&store.reader)
             .await
             .map_err(db_err)?;
-    Ok(rows.into_iter().map(user_row).collect())
+    Ok(rows.into_iter().map(User::from).collect())
 }
 
 /// Runs one `UPDATE/DELETE ... WHERE username = ?` and fails if no user matched.
@@ -377,7 +341,7 @@ pub(crate) async fn get_grant(
     Ok(Grant {
         resource_id: resource_id.to_string(),
         user_id,
-        permission: parse_permission(&permission)?,
+        permission: stored_permission(&permission)?,
     })
 }
 
@@ -438,7 +402,7 @@ pub(crate) async fn list_grants(
                 Grant {
                     resource_id,
                     user_id: user.id,
-                    permission: parse_permission(&permission)?,
+                    permission: stored_permission(&permission)?,
                 },
             ))
         })
@@ -503,23 +467,10 @@ pub(crate) async fn access(
         Ok(Access {
             is_admin,
             exists,
-            grant: grant.as_deref().map(parse_permission).transpose()?,
+            grant: grant.as_deref().map(stored_permission).transpose()?,
         })
     })
     .transpose()
-}
-
-type TokenRow = (i64, i64, String, i64, Option<i64>, Option<i64>);
-
-fn token_row((id, user_id, name, created_ms, expires_ms, revoked_ms): TokenRow) -> AccessToken {
-    AccessToken {
-        id,
-        user_id,
-        name,
-        created_ms,
-        expires_ms,
-        revoked_ms,
-    }
 }
 
 pub(crate) async fn create_token(
@@ -548,7 +499,7 @@ pub(crate) async fn create_token(
         return Err(user_not_found(username));
     };
     commit(tx).await?;
-    Ok(token_row(row))
+    Ok(AccessToken::from(row))
 }
 
 pub(crate) async fn token_owner(
@@ -556,7 +507,7 @@ pub(crate) async fn token_owner(
     secret_sha256: &str,
     now_ms: i64,
 ) -> CoreResult<Option<User>> {
-    let row: Option<(i64, String, bool)> = sqlx::query_as(
+    let row: Option<UserRow> = sqlx::query_as(
         "SELECT u.user_id, u.username, u.is_admin FROM access_tokens t \
          JOIN users u ON u.user_id = t.user_id \
          WHERE t.secret_sha256 = ? AND t.revoked_ms IS NULL \
@@ -567,7 +518,7 @@ pub(crate) async fn token_owner(
     .fetch_optional(&store.reader)
     .await
     .map_err(db_err)?;
-    Ok(row.map(user_row))
+    Ok(row.map(User::from))
 }
 
 pub(crate) async fn list_tokens(
@@ -583,7 +534,7 @@ pub(crate) async fn list_tokens(
     .fetch_all(&store.reader)
     .await
     .map_err(db_err)?;
-    Ok(rows.into_iter().map(token_row).collect())
+    Ok(rows.into_iter().map(AccessToken::from).collect())
 }
 
 pub(crate) async fn revoke_token(
@@ -617,20 +568,6 @@ pub(crate) async fn append_audit(store: &SqliteStore, event: &AuditEvent) -> Cor
     tx.commit().await.map_err(db_err)
 }
 
-type AuditRow = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-);
-
 pub(crate) async fn audit_events(
     store: &SqliteStore,
     after: i64,
@@ -645,38 +582,5 @@ pub(crate) async fn audit_events(
     .fetch_all(&store.reader)
     .await
     .map_err(db_err)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                seq,
-                time_ms,
-                actor,
-                auth_method,
-                source_ip,
-                action,
-                resource,
-                outcome,
-                request_id,
-                prev_hash,
-                hash,
-            )| {
-                StoredAuditEvent {
-                    seq,
-                    event: AuditEvent {
-                        time_ms,
-                        actor,
-                        auth_method,
-                        source_ip,
-                        action,
-                        resource,
-                        outcome,
-                        request_id,
-                    },
-                    prev_hash,
-                    hash,
-                }
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(StoredAuditEvent::from).collect())
 }
