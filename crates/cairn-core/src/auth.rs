@@ -160,7 +160,7 @@ pub enum GrantMode {
 }
 
 /// The resource a request acts on, as the permission check finds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// An experiment by id.
     Experiment(i64),

@@ -11,7 +11,7 @@ pub mod extract;
 mod handlers;
 mod middleware;
 pub mod oidc;
-mod permissions;
+pub mod permissions;
 mod routes;
 pub mod security;
 
@@ -36,6 +36,8 @@ pub struct AccessControl {
     /// What a user may do on a resource they hold no grant on (MLflow's
     /// `default_permission`).
     pub default_permission: Permission,
+    /// Recent authorization lookups (one second).
+    pub decisions: Arc<permissions::DecisionCache>,
 }
 
 impl AccessControl {
@@ -45,6 +47,7 @@ impl AccessControl {
             store,
             authenticator: None,
             default_permission: Permission::Read,
+            decisions: Arc::default(),
         }
     }
 }
@@ -85,11 +88,13 @@ impl AppState {
         &self.inner.access
     }
 
-    /// Drops this replica's cached credentials of `username` after a change to them.
-    pub(crate) fn forget_credentials(&self, username: &str) {
+    /// Drops what this replica remembers of `username`'s credentials and of every
+    /// authorization decision, after a change to accounts, tokens or grants.
+    pub(crate) fn access_changed(&self, username: &str) {
         if let Some(a) = &self.inner.access.authenticator {
             a.forget_user(username);
         }
+        self.inner.access.decisions.clear();
     }
 
     /// The tracking service.

@@ -12,9 +12,10 @@
 //! their grant on it; without a grant the server's default permission applies. A missing
 //! resource is left to the handler, which answers 404 as MLflow does.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -473,10 +474,56 @@ pub(crate) fn rule_for(method: &Method, matched: &str) -> Option<(Rule, bool)> {
         .map(|(_, _, rule, changes)| (*rule, *changes))
 }
 
+/// How long an authorization lookup (an account's admin flag, a user's grant on a
+/// resource) is reused on this replica. Changes made through this replica clear it at
+/// once; changes made elsewhere apply here within this time.
+const DECISION_TTL: Duration = Duration::from_secs(1);
+/// Most lookups remembered at once (beyond it the cache is cleared).
+const DECISION_CAPACITY: usize = 10_000;
+
+/// Remembered lookups: the value and when it was read.
+type Remembered<K, V> = Mutex<HashMap<K, (V, Instant)>>;
+
+/// Recent authorization lookups, so a busy client costs one store query per second
+/// rather than one per request.
+#[derive(Debug, Default)]
+pub struct DecisionCache {
+    users: Remembered<String, Option<bool>>,
+    access: Remembered<(String, Target), Option<Access>>,
+}
+
+impl DecisionCache {
+    /// Forgets everything (after a change to accounts or grants).
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.users.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.access.lock() {
+            m.clear();
+        }
+    }
+
+    fn get<K: Eq + std::hash::Hash, V: Clone>(map: &Remembered<K, V>, key: &K) -> Option<V> {
+        let m = map.lock().ok()?;
+        let (v, at) = m.get(key)?;
+        (at.elapsed() < DECISION_TTL).then(|| v.clone())
+    }
+
+    fn put<K: Eq + std::hash::Hash, V>(map: &Remembered<K, V>, key: K, v: V) {
+        if let Ok(mut m) = map.lock() {
+            if m.len() >= DECISION_CAPACITY {
+                m.clear();
+            }
+            m.insert(key, (v, Instant::now()));
+        }
+    }
+}
+
 /// The authorization settings.
 #[derive(Clone)]
 pub(crate) struct Gate {
     pub store: Arc<dyn AuthStore>,
+    pub decisions: Arc<DecisionCache>,
     /// Whether authentication is on (off: every request may do anything, but is still
     /// audited as `anonymous`).
     pub enforce: bool,
@@ -587,6 +634,15 @@ pub(crate) async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next:
     };
     let ctx = Arc::new(RequestContext::new(viewer, changes.then_some(event)));
     let response = context::scope(ctx.clone(), next.run(req)).await;
+    let changes_access = matches!(
+        rule,
+        On(_, Need::Delete) | On(_, Need::Manage) | Admin | SelfOrAdmin
+    );
+    if changes && changes_access && response.status().is_success() {
+        // Accounts or grants changed, or a delete freed a name that may be reused at
+        // once: nothing remembered may outlive it on this replica.
+        gate.decisions.clear();
+    }
     // A change records itself in its own transaction; a request that changed nothing in
     // the database (it failed, or only touched artifact bytes) is recorded now.
     if let Some(mut pending) = ctx.pending_audit() {
@@ -751,13 +807,20 @@ fn describe(scope: &Scope) -> String {
 
 /// The caller's current admin flag; 401 if the account is gone.
 async fn fresh_admin(gate: &Gate, principal: &Principal) -> Result<bool, Response> {
-    match gate.store.get_user(&principal.username).await {
-        Ok(u) => Ok(u.is_admin),
-        Err(cairn_core::CoreError::NotFound(_)) => {
-            Err(crate::auth::unauthenticated("The account no longer exists"))
+    let key = principal.username.clone();
+    let found = match DecisionCache::get(&gate.decisions.users, &key) {
+        Some(found) => found,
+        None => {
+            let found = match gate.store.get_user(&principal.username).await {
+                Ok(u) => Some(u.is_admin),
+                Err(cairn_core::CoreError::NotFound(_)) => None,
+                Err(e) => return Err(ApiError::from(e).into_response()),
+            };
+            DecisionCache::put(&gate.decisions.users, key, found);
+            found
         }
-        Err(e) => Err(ApiError::from(e).into_response()),
-    }
+    };
+    found.ok_or_else(|| crate::auth::unauthenticated("The account no longer exists"))
 }
 
 /// Any signed-in user, with one restriction: only administrators choose where an
@@ -789,11 +852,22 @@ async fn check(
     target: &Target,
     need: Need,
 ) -> Result<(), Response> {
-    let access = gate
-        .store
-        .access(&principal.username, target)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+    let key = (principal.username.clone(), target.clone());
+    let access = match DecisionCache::get(&gate.decisions.access, &key) {
+        Some(access) => access,
+        None => {
+            let access = gate
+                .store
+                .access(&principal.username, target)
+                .await
+                .map_err(|e| ApiError::from(e).into_response())?;
+            // A missing resource is never remembered: once it exists it must be checked.
+            if access.as_ref().is_some_and(|a| a.exists) {
+                DecisionCache::put(&gate.decisions.access, key, access.clone());
+            }
+            access
+        }
+    };
     let Some(Access {
         is_admin,
         exists,

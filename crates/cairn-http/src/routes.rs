@@ -280,6 +280,7 @@ pub fn router_with(state: AppState, security: SecurityConfig) -> Router {
         .map(|a| axum::middleware::from_fn_with_state(a, crate::auth::authenticate));
     let gate = Arc::new(Gate {
         store: access.store.clone(),
+        decisions: access.decisions.clone(),
         enforce: access.authenticator.is_some(),
         default_permission: access.default_permission,
     });

@@ -107,6 +107,7 @@ impl Application {
             store: auth_store,
             authenticator,
             default_permission: config.default_permission,
+            decisions: Default::default(),
         };
         let router = cairn_http::router_with(
             AppState::new(tracking, registry, artifacts, access),

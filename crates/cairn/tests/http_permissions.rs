@@ -1148,3 +1148,35 @@ async fn grants_on_missing_users_or_resources_are_404s_and_bad_levels_400s() {
     assert_eq!(g["registered_model_permission"]["permission"], "EDIT");
     let _ = API;
 }
+
+#[tokio::test]
+async fn a_resource_created_after_a_404_is_checked_not_remembered_as_missing() {
+    let app = app_with_default(Permission::NoPermissions).await;
+    create_user(&app, "hank").await;
+    let hank = As::Basic("hank", USER_PW);
+    let query = json!({"experiment_name": "appears-later"});
+    let (status, _) = call(
+        &app,
+        hank,
+        Method::GET,
+        "experiments/get-by-name",
+        query.clone(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    ok(
+        &app,
+        ADMIN,
+        Method::POST,
+        "experiments/create",
+        json!({"name": "appears-later"}),
+    )
+    .await;
+    // Within the decision cache's lifetime: still checked, so refused.
+    let (status, body) = call(&app, hank, Method::GET, "experiments/get-by-name", query).await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (403, Some("PERMISSION_DENIED")),
+        "{body}"
+    );
+}

@@ -77,6 +77,7 @@ pub(crate) async fn create_user(
     check_password(&password)?;
     let phc = hash(password).await?;
     let user = s.access().store.create_user(&username, &phc, false).await?;
+    s.access_changed(&username);
     Ok(Json(json!({ "user": user_json(&user) })))
 }
 
@@ -136,7 +137,7 @@ pub(crate) async fn update_password(
     }
     let phc = hash(password).await?;
     store.set_password(&username, &phc).await?;
-    s.forget_credentials(&username);
+    s.access_changed(&username);
     Ok(Json(json!({})))
 }
 
@@ -148,7 +149,7 @@ pub(crate) async fn update_admin(
     let username = required_str(req.username, "username")?;
     let is_admin = req.is_admin.ok_or_else(|| ApiError::missing("is_admin"))?;
     s.access().store.set_admin(&username, is_admin).await?;
-    s.forget_credentials(&username);
+    s.access_changed(&username);
     Ok(Json(json!({})))
 }
 
@@ -165,7 +166,7 @@ pub(crate) async fn delete_user(
         ));
     }
     s.access().store.delete_user(&username).await?;
-    s.forget_credentials(&username);
+    s.access_changed(&username);
     Ok(Json(json!({})))
 }
 
@@ -336,10 +337,12 @@ pub(crate) async fn get_model_grant(
 }
 
 async fn delete(s: &AppState, kind: GrantKind, req: GrantRequest) -> ApiResult<Json<Value>> {
+    let username = req.username()?;
     s.access()
         .store
-        .delete_grant(kind, &req.resource(kind)?, &req.username()?)
+        .delete_grant(kind, &req.resource(kind)?, &username)
         .await?;
+    s.access_changed(&username);
     Ok(Json(json!({})))
 }
 
@@ -384,10 +387,9 @@ pub(crate) async fn revoke(
     Mlflow(req): Mlflow<GrantRequest>,
 ) -> ApiResult<Json<Value>> {
     let (kind, id) = req.typed()?;
-    s.access()
-        .store
-        .delete_grant(kind, &id, &req.username()?)
-        .await?;
+    let username = req.username()?;
+    s.access().store.delete_grant(kind, &id, &username).await?;
+    s.access_changed(&username);
     Ok(Json(json!({})))
 }
 
@@ -516,7 +518,7 @@ pub(crate) async fn revoke_token(
         .store
         .revoke_token(&username, id, crate::permissions::now_ms())
         .await?;
-    s.forget_credentials(&username);
+    s.access_changed(&username);
     Ok(Json(json!({})))
 }
 
