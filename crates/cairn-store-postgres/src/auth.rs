@@ -136,10 +136,10 @@ pub(crate) fn push_visible(qb: &mut QueryBuilder<'static, Postgres>, kind: Grant
     let (table, key) = grant_table(kind);
     qb.push(format!(
         " AND COALESCE((SELECT g.permission <> 'NO_PERMISSIONS' FROM {table} g \
-         JOIN users u ON u.user_id = g.user_id WHERE g.{key} = {col} AND u.username = "
+         WHERE g.{key} = {col} AND g.user_id = (SELECT user_id FROM users WHERE username = "
     ));
     qb.push_bind(viewer.username);
-    qb.push("), ");
+    qb.push(")), ");
     qb.push_bind(viewer.default_read);
     qb.push(")");
 }
