@@ -25,6 +25,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CAIRN_SERVE_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
+    /// Listen on a non-loopback address: `cairn serve` has no authentication of its own,
+    /// so anyone who reaches the port can call the models. Put it behind a gateway that
+    /// authenticates, or on a private network, and say so with this flag.
+    #[arg(long, env = "CAIRN_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
     /// HTTP port (Open Inference Protocol REST, /invocations, /metrics).
     #[arg(long, env = "CAIRN_SERVE_PORT", default_value_t = 8080)]
     pub port: u16,
@@ -81,6 +86,15 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Checks the flags and builds the serving configuration.
     pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        if !self.host.is_loopback() && !self.insecure_no_auth {
+            bail!(
+                "refusing to serve models on {}: `cairn serve` does not authenticate callers, so \
+                 anyone who can reach this address could call the models. Listen on loopback \
+                 (the default) behind an authenticating gateway, or pass --insecure-no-auth to \
+                 accept the exposure",
+                self.host
+            );
+        }
         let mut models: Vec<(String, ModelUri)> = Vec::new();
         for spec in &self.models {
             let (name, uri) = spec

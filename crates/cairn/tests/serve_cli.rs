@@ -39,6 +39,10 @@ fn bad_serve_flags_are_refused_with_reasons() {
         (&["--model", "a=ftp://bucket/model"], "invalid model URI"),
         (&["--model", "a=models:/"], "invalid model URI"),
         (
+            &["--model", "a=./m", "--host", "0.0.0.0"],
+            "does not authenticate callers",
+        ),
+        (
             &["--model", "a=./m", "--engine", "tensorflow"],
             "unknown engine 'tensorflow'",
         ),
