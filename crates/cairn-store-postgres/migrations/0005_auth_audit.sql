@@ -38,12 +38,14 @@ CREATE TABLE access_tokens (
 );
 CREATE INDEX access_tokens_user ON access_tokens (user_id);
 
--- Append-only hash chain: hash = SHA-256(seq, fields, prev_hash). `cairn audit verify`
--- recomputes it. No foreign keys: events outlive the users and resources they name.
--- Every replica appends under one transaction-scoped advisory lock, so `seq` is a single
--- total order; the primary key refuses a duplicate number should that ever be bypassed.
+-- The audit log. A change's event is inserted in the change's own transaction, without a
+-- chain position; a sealer (every replica runs one, serialised by an advisory lock)
+-- gives committed events the next positions in `event_id` order and hashes each with the
+-- previous event's hash: hash = SHA-256(seq, fields, prev_hash). Appending takes no
+-- global lock, so replicas' writes never wait for each other's commits.
 CREATE TABLE audit_events (
-    seq         BIGINT PRIMARY KEY,
+    event_id    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seq         BIGINT UNIQUE,
     time_ms     BIGINT NOT NULL,
     actor       TEXT   COLLATE "C" NOT NULL,
     auth_method TEXT   COLLATE "C" NOT NULL,
@@ -52,6 +54,7 @@ CREATE TABLE audit_events (
     resource    TEXT   COLLATE "C" NOT NULL,
     outcome     TEXT   COLLATE "C" NOT NULL,
     request_id  TEXT   COLLATE "C" NOT NULL,
-    prev_hash   TEXT   COLLATE "C" NOT NULL,
-    hash        TEXT   COLLATE "C" NOT NULL
+    prev_hash   TEXT   COLLATE "C",
+    hash        TEXT   COLLATE "C"
 );
+CREATE INDEX audit_events_unsealed ON audit_events (event_id) WHERE seq IS NULL;

@@ -50,43 +50,133 @@ pub(crate) async fn commit(mut tx: Tx) -> CoreResult<()> {
     result
 }
 
-/// Appends `event` as the next link of the chain. Must be the transaction's last
-/// statement: the advisory lock it takes is held until COMMIT.
+/// Records `event` in the transaction: one insert, no lock. It joins the hash chain when
+/// the sealer gives it a position (see [`seal`]).
 async fn append_link(conn: &mut PgConnection, event: &AuditEvent) -> CoreResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(AUDIT_LOCK)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    // READ COMMITTED: this statement's snapshot is taken after the lock was granted, so
-    // it sees the link the previous holder committed.
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
-    let link = next_link(last.as_ref().map(|(s, h)| (*s, h.as_str())), event.clone());
-    let e = &link.event;
     sqlx::query(
-        "INSERT INTO audit_events (seq, time_ms, actor, auth_method, source_ip, action, \
-         resource, outcome, request_id, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO audit_events (time_ms, actor, auth_method, source_ip, action, resource, \
+         outcome, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(link.seq)
-    .bind(e.time_ms)
-    .bind(&e.actor)
-    .bind(&e.auth_method)
-    .bind(&e.source_ip)
-    .bind(&e.action)
-    .bind(&e.resource)
-    .bind(&e.outcome)
-    .bind(&e.request_id)
-    .bind(&link.prev_hash)
-    .bind(&link.hash)
+    .bind(event.time_ms)
+    .bind(&event.actor)
+    .bind(&event.auth_method)
+    .bind(&event.source_ip)
+    .bind(&event.action)
+    .bind(&event.resource)
+    .bind(&event.outcome)
+    .bind(&event.request_id)
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
     Ok(())
+}
+
+/// Most events sealed per transaction.
+const SEAL_BATCH: i64 = 5_000;
+/// How often each replica's sealer runs.
+pub(crate) const SEAL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Chains every committed, unsealed event: under the advisory lock (one sealer at a time
+/// across all replicas), reads the last sealed link and the unsealed events in
+/// `event_id` order, and gives each the next position and its hash. An event whose
+/// transaction commits after a pass is sealed by the next one, after whatever was
+/// sealed before it: positions follow sealing, so the chain never has to be reordered.
+/// Returns how many events were sealed.
+pub(crate) async fn seal(pool: &PgPool) -> CoreResult<u64> {
+    let mut sealed = 0u64;
+    loop {
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        // READ COMMITTED: these statements' snapshots are taken after the lock was
+        // granted, so they see what the previous sealer committed.
+        let last: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        type Pending = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let pending: Vec<Pending> = sqlx::query_as(
+            "SELECT event_id, time_ms, actor, auth_method, source_ip, action, resource, \
+             outcome, request_id FROM audit_events WHERE seq IS NULL ORDER BY event_id LIMIT $1",
+        )
+        .bind(SEAL_BATCH)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if pending.is_empty() {
+            return Ok(sealed);
+        }
+        let mut head = last;
+        let (mut ids, mut seqs, mut prevs, mut hashes) = (vec![], vec![], vec![], vec![]);
+        let n = pending.len() as i64;
+        for (id, time_ms, actor, auth_method, source_ip, action, resource, outcome, request_id) in
+            pending
+        {
+            let event = AuditEvent {
+                time_ms,
+                actor,
+                auth_method,
+                source_ip,
+                action,
+                resource,
+                outcome,
+                request_id,
+            };
+            let link = next_link(head.as_ref().map(|(s, h)| (*s, h.as_str())), event);
+            ids.push(id);
+            seqs.push(link.seq);
+            prevs.push(link.prev_hash);
+            head = Some((link.seq, link.hash.clone()));
+            hashes.push(link.hash);
+        }
+        sqlx::query(
+            "UPDATE audit_events a SET seq = u.seq, prev_hash = u.prev_hash, hash = u.hash \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
+               AS u(event_id, seq, prev_hash, hash) \
+             WHERE a.event_id = u.event_id",
+        )
+        .bind(&ids)
+        .bind(&seqs)
+        .bind(&prevs)
+        .bind(&hashes)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        sealed += n as u64;
+        if n < SEAL_BATCH {
+            return Ok(sealed);
+        }
+    }
+}
+
+/// Seals every `SEAL_INTERVAL` until the pool closes (the task is aborted when the store
+/// is dropped).
+pub(crate) async fn seal_loop(pool: PgPool) {
+    loop {
+        tokio::time::sleep(SEAL_INTERVAL).await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = seal(&pool).await {
+            tracing::warn!(error = %e, "sealing the audit log failed; retrying");
+        }
+    }
 }
 
 /// Grants the current request's caller MANAGE on the experiment just created in `tx`.
@@ -609,9 +699,8 @@ pub(crate) async fn revoke_token(
 }
 
 pub(crate) async fn append_audit(pool: &PgPool, event: &AuditEvent) -> CoreResult<()> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
-    append_link(&mut tx, event).await?;
-    tx.commit().await.map_err(db_err)
+    let mut conn = pool.acquire().await.map_err(db_err)?;
+    append_link(&mut conn, event).await
 }
 
 pub(crate) async fn audit_events(
@@ -619,6 +708,8 @@ pub(crate) async fn audit_events(
     after: i64,
     limit: i64,
 ) -> CoreResult<Vec<StoredAuditEvent>> {
+    // Readers see a complete chain: whatever has committed is sealed first.
+    seal(pool).await?;
     let rows: Vec<AuditRow> = sqlx::query_as(
         "SELECT seq, time_ms, actor, auth_method, source_ip, action, resource, outcome, \
          request_id, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",

@@ -111,6 +111,14 @@ pub enum OpenError {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// The audit sealer of this process (see `auth::seal`), stopped with the store.
+    sealer: tokio::task::AbortHandle,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.sealer.abort();
+    }
 }
 
 /// How long start-up waits for the first connection.
@@ -165,7 +173,8 @@ impl PgStore {
             .await
             .map_err(connect_err)?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let sealer = tokio::spawn(auth::seal_loop(pool.clone())).abort_handle();
+        Ok(Self { pool, sealer })
     }
 }
 
@@ -361,6 +370,10 @@ impl TrackingStore for PgStore {
         Ok(())
     }
     async fn close(&self) {
+        // Everything committed leaves sealed into the audit chain.
+        if let Err(e) = auth::seal(&self.pool).await {
+            tracing::warn!(error = %e, "sealing the audit log at shutdown failed");
+        }
         self.pool.close().await;
     }
 }

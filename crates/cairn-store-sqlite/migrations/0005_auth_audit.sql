@@ -37,10 +37,14 @@ CREATE TABLE access_tokens (
 );
 CREATE INDEX access_tokens_user ON access_tokens (user_id);
 
--- Append-only hash chain: hash = SHA-256(seq, fields, prev_hash). `cairn audit verify`
--- recomputes it. No foreign keys: events outlive the users and resources they name.
+-- The audit log. A change's event is inserted in the change's own transaction, without a
+-- chain position; the sealer then gives committed events the next positions in
+-- `event_id` order and hashes each with the previous event's hash:
+-- hash = SHA-256(seq, fields, prev_hash). `cairn audit verify` recomputes the chain. No
+-- foreign keys: events outlive the users and resources they name.
 CREATE TABLE audit_events (
-    seq         INTEGER PRIMARY KEY,
+    event_id    INTEGER PRIMARY KEY,
+    seq         INTEGER UNIQUE,
     time_ms     INTEGER NOT NULL,
     actor       TEXT    NOT NULL,
     auth_method TEXT    NOT NULL,
@@ -49,6 +53,7 @@ CREATE TABLE audit_events (
     resource    TEXT    NOT NULL,
     outcome     TEXT    NOT NULL,
     request_id  TEXT    NOT NULL,
-    prev_hash   TEXT    NOT NULL,
-    hash        TEXT    NOT NULL
+    prev_hash   TEXT,
+    hash        TEXT
 );
+CREATE INDEX audit_events_unsealed ON audit_events (event_id) WHERE seq IS NULL;

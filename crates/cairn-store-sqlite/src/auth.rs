@@ -9,7 +9,7 @@ use cairn_core::auth::{
 };
 use cairn_core::context;
 use cairn_core::{CoreError, CoreResult};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{db_err, SqliteStore};
 
@@ -37,35 +37,115 @@ pub(crate) async fn commit(mut tx: Tx) -> CoreResult<()> {
     result
 }
 
-/// Appends `event` as the next link of the chain (the caller holds the writer).
+/// Records `event` in the transaction: one insert. It joins the hash chain when the
+/// sealer gives it a position (see [`seal`]).
 async fn append_link(conn: &mut SqliteConnection, event: &AuditEvent) -> CoreResult<()> {
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
-    let link = next_link(last.as_ref().map(|(s, h)| (*s, h.as_str())), event.clone());
-    let e = &link.event;
     sqlx::query(
-        "INSERT INTO audit_events (seq, time_ms, actor, auth_method, source_ip, action, \
-         resource, outcome, request_id, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_events (time_ms, actor, auth_method, source_ip, action, resource, \
+         outcome, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(link.seq)
-    .bind(e.time_ms)
-    .bind(&e.actor)
-    .bind(&e.auth_method)
-    .bind(&e.source_ip)
-    .bind(&e.action)
-    .bind(&e.resource)
-    .bind(&e.outcome)
-    .bind(&e.request_id)
-    .bind(&link.prev_hash)
-    .bind(&link.hash)
+    .bind(event.time_ms)
+    .bind(&event.actor)
+    .bind(&event.auth_method)
+    .bind(&event.source_ip)
+    .bind(&event.action)
+    .bind(&event.resource)
+    .bind(&event.outcome)
+    .bind(&event.request_id)
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
     Ok(())
+}
+
+/// Seals every `SEAL_INTERVAL` until the writer closes (the task is aborted when the
+/// store is dropped).
+pub(crate) async fn seal_loop(writer: SqlitePool) {
+    loop {
+        tokio::time::sleep(SEAL_INTERVAL).await;
+        if writer.is_closed() {
+            return;
+        }
+        if let Err(e) = seal(&writer).await {
+            tracing::warn!(error = %e, "sealing the audit log failed; retrying");
+        }
+    }
+}
+
+/// Most events sealed per transaction.
+const SEAL_BATCH: i64 = 5_000;
+/// How often the sealer runs.
+pub(crate) const SEAL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Chains every unsealed event, in `event_id` order, after the last sealed one: each gets
+/// the next position and its hash. Runs on the single writer, so it is the only sealer.
+/// Returns how many events were sealed.
+pub(crate) async fn seal(writer: &SqlitePool) -> CoreResult<u64> {
+    let mut sealed = 0u64;
+    loop {
+        let mut tx = writer.begin().await.map_err(db_err)?;
+        let last: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        type Pending = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let pending: Vec<Pending> = sqlx::query_as(
+            "SELECT event_id, time_ms, actor, auth_method, source_ip, action, resource, \
+             outcome, request_id FROM audit_events WHERE seq IS NULL ORDER BY event_id LIMIT ?",
+        )
+        .bind(SEAL_BATCH)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if pending.is_empty() {
+            return Ok(sealed);
+        }
+        let n = pending.len() as i64;
+        let mut head = last;
+        for (id, time_ms, actor, auth_method, source_ip, action, resource, outcome, request_id) in
+            pending
+        {
+            let event = AuditEvent {
+                time_ms,
+                actor,
+                auth_method,
+                source_ip,
+                action,
+                resource,
+                outcome,
+                request_id,
+            };
+            let link = next_link(head.as_ref().map(|(s, h)| (*s, h.as_str())), event);
+            sqlx::query(
+                "UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE event_id = ?",
+            )
+            .bind(link.seq)
+            .bind(&link.prev_hash)
+            .bind(&link.hash)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            head = Some((link.seq, link.hash));
+        }
+        tx.commit().await.map_err(db_err)?;
+        sealed += n as u64;
+        if n < SEAL_BATCH {
+            return Ok(sealed);
+        }
+    }
 }
 
 /// Grants the current request's caller MANAGE on the experiment just created in `tx`.
@@ -563,9 +643,8 @@ pub(crate) async fn revoke_token(
 }
 
 pub(crate) async fn append_audit(store: &SqliteStore, event: &AuditEvent) -> CoreResult<()> {
-    let mut tx = store.writer.begin().await.map_err(db_err)?;
-    append_link(&mut tx, event).await?;
-    tx.commit().await.map_err(db_err)
+    let mut conn = store.writer.acquire().await.map_err(db_err)?;
+    append_link(&mut conn, event).await
 }
 
 pub(crate) async fn audit_events(
@@ -573,6 +652,8 @@ pub(crate) async fn audit_events(
     after: i64,
     limit: i64,
 ) -> CoreResult<Vec<StoredAuditEvent>> {
+    // Readers see a complete chain: whatever has committed is sealed first.
+    seal(&store.writer).await?;
     let rows: Vec<AuditRow> = sqlx::query_as(
         "SELECT seq, time_ms, actor, auth_method, source_ip, action, resource, outcome, \
          request_id, prev_hash, hash FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",

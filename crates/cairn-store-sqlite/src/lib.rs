@@ -97,6 +97,14 @@ pub struct SqliteStore {
     pub(crate) writer: SqlitePool,
     /// Reader connections.
     pub(crate) reader: SqlitePool,
+    /// The audit sealer (see `auth::seal`), stopped with the store.
+    sealer: tokio::task::AbortHandle,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.sealer.abort();
+    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -145,7 +153,12 @@ impl SqliteStore {
             .connect_with(base.pragma("query_only", "ON"))
             .await
             .map_err(open_err)?;
-        Ok(Self { writer, reader })
+        let sealer = tokio::spawn(auth::seal_loop(writer.clone())).abort_handle();
+        Ok(Self {
+            writer,
+            reader,
+            sealer,
+        })
     }
 }
 
@@ -309,6 +322,10 @@ impl TrackingStore for SqliteStore {
         Ok(())
     }
     async fn close(&self) {
+        // Everything committed leaves sealed into the audit chain.
+        if let Err(e) = auth::seal(&self.writer).await {
+            tracing::warn!(error = %e, "sealing the audit log at shutdown failed");
+        }
         self.reader.close().await;
         // Checkpoint so the next start does not replay a large WAL.
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
