@@ -510,12 +510,8 @@ pub(crate) async fn log_batch(pool: &PgPool, run_id: &str, b: &LogBatch) -> Core
         && b.tags.is_empty()
         && !b.metrics.is_empty()
         && !b.metrics.iter().any(history::has_context);
-    // A request's pending audit event must commit with its change: that needs the
-    // transaction below, so the one-statement path is only for writes without one.
-    if metrics_only
-        && !crate::auth::audit_pending()
-        && log_metrics_in_one_statement(pool, run_id, &b.metrics).await?
-    {
+    // The one-statement path carries the request's audit event in the same statement.
+    if metrics_only && log_metrics_in_one_statement(pool, run_id, &b.metrics).await? {
         return Ok(());
     }
     let mut tx = pool.begin().await.map_err(db_err)?;
@@ -691,33 +687,59 @@ async fn log_metrics_in_one_statement(
     let slices = KeySlices::of_sorted(&c.keys);
     let latest = latest_per_key(metrics);
     let l = MetricColumns::from_sorted(&latest);
-    let done: Option<(i64,)> = sqlx::query_as(&format!(
+    // The request's audit event, if any, is inserted by the same statement (so with the
+    // change, atomically); it goes back to the request if the run was not found.
+    let ctx = cairn_core::context::current();
+    let event = ctx.as_ref().and_then(|c| c.take_audit());
+    let audit_cte = if event.is_some() {
+        ", audit AS (INSERT INTO audit_events (time_ms, actor, auth_method, source_ip, action, \
+         resource, outcome, request_id) SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM run)"
+    } else {
+        ""
+    };
+    let sql = format!(
         "WITH run AS (SELECT run_pk FROM runs WHERE run_id = $1 AND lifecycle_stage = 'active' \
                       FOR KEY SHARE), \
          chunks AS (INSERT INTO metric_chunks (run_pk, key, timestamps, steps, is_nan, vals) \
                     SELECT run.run_pk, {CHUNK_SLICES} FROM run, {KEY_SLICES_FROM}), \
          latest AS ({LATEST_UPSERT_HEAD} \
                     SELECT run.run_pk, l.* FROM run, UNNEST($9::text[], $10::float8[], \
-                    $11::bool[], $12::int8[], $13::int8[]) AS l {LATEST_UPSERT_TAIL}) \
+                    $11::bool[], $12::int8[], $13::int8[]) AS l {LATEST_UPSERT_TAIL}){audit_cte} \
          SELECT run_pk FROM run"
-    ))
-    .bind(run_id)
-    .bind(&c.timestamps)
-    .bind(&c.steps)
-    .bind(&c.is_nan)
-    .bind(&c.values)
-    .bind(&slices.keys)
-    .bind(&slices.lo)
-    .bind(&slices.hi)
-    .bind(&l.keys)
-    .bind(&l.values)
-    .bind(&l.is_nan)
-    .bind(&l.timestamps)
-    .bind(&l.steps)
-    .fetch_optional(pool)
-    .await
-    .map_err(db_err)?;
-    Ok(done.is_some())
+    );
+    let mut q = sqlx::query_as(&sql)
+        .bind(run_id)
+        .bind(&c.timestamps)
+        .bind(&c.steps)
+        .bind(&c.is_nan)
+        .bind(&c.values)
+        .bind(&slices.keys)
+        .bind(&slices.lo)
+        .bind(&slices.hi)
+        .bind(&l.keys)
+        .bind(&l.values)
+        .bind(&l.is_nan)
+        .bind(&l.timestamps)
+        .bind(&l.steps);
+    if let Some(e) = &event {
+        q = q
+            .bind(e.time_ms)
+            .bind(&e.actor)
+            .bind(&e.auth_method)
+            .bind(&e.source_ip)
+            .bind(&e.action)
+            .bind(&e.resource)
+            .bind(&e.outcome)
+            .bind(&e.request_id);
+    }
+    let done: Result<Option<(i64,)>, _> = q.fetch_optional(pool).await;
+    if let (Some(ctx), Some(event)) = (ctx, event) {
+        match &done {
+            Ok(Some(_)) => ctx.audit_committed(),
+            _ => ctx.audit_rolled_back(event),
+        }
+    }
+    Ok(done.map_err(db_err)?.is_some())
 }
 
 /// The upsert that advances `latest_metrics`: a row replaces the stored one only when it

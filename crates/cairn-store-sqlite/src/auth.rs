@@ -114,6 +114,7 @@ pub(crate) async fn seal(writer: &SqlitePool) -> CoreResult<u64> {
         }
         let n = pending.len() as i64;
         let mut head = last;
+        let mut links = Vec::with_capacity(pending.len());
         for (id, time_ms, actor, auth_method, source_ip, action, resource, outcome, request_id) in
             pending
         {
@@ -128,18 +129,22 @@ pub(crate) async fn seal(writer: &SqlitePool) -> CoreResult<u64> {
                 request_id,
             };
             let link = next_link(head.as_ref().map(|(s, h)| (*s, h.as_str())), event);
-            sqlx::query(
-                "UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE event_id = ?",
-            )
-            .bind(link.seq)
-            .bind(&link.prev_hash)
-            .bind(&link.hash)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            links.push(serde_json::json!([id, link.seq, link.prev_hash, link.hash]));
             head = Some((link.seq, link.hash));
         }
+        // One statement for the whole batch.
+        sqlx::query(
+            "UPDATE audit_events SET seq = j.seq, prev_hash = j.prev_hash, hash = j.hash \
+             FROM (SELECT json_extract(value, '$[0]') AS event_id, \
+                          json_extract(value, '$[1]') AS seq, \
+                          json_extract(value, '$[2]') AS prev_hash, \
+                          json_extract(value, '$[3]') AS hash FROM json_each(?)) AS j \
+             WHERE audit_events.event_id = j.event_id",
+        )
+        .bind(serde_json::Value::Array(links).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         sealed += n as u64;
         if n < SEAL_BATCH {
