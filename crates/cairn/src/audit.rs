@@ -26,16 +26,23 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Recompute the hash chain; name the first edited, deleted or reordered event and
     /// exit 1 if there is one.
-    Verify(StoreArgs),
+    Verify(VerifyArgs),
     /// Write the events as JSON lines (one object per event, in order).
     Export(ExportArgs),
 }
 
-/// The store, exactly as given to `cairn server`.
+/// `cairn audit verify` options.
 #[derive(Args)]
-pub struct StoreArgs {
+pub struct VerifyArgs {
+    /// The store, exactly as given to `cairn server`.
     #[command(flatten)]
     pub server: ServerArgs,
+    /// `SEQ:HASH` of an event recorded elsewhere earlier (a SIEM export, the line an
+    /// earlier verify printed); repeatable. The chain hash has no secret, so someone who
+    /// can write the database could rewrite history and recompute every later hash; an
+    /// anchor kept outside the database catches that.
+    #[arg(long = "anchor", value_name = "SEQ:HASH")]
+    pub anchors: Vec<String>,
 }
 
 /// `cairn audit export` options.
@@ -61,13 +68,37 @@ pub enum Verdict {
     },
     /// The first break.
     Broken { checked: u64, at: ChainBreak },
+    /// The chain is consistent, but an event recorded outside the database has another
+    /// hash now (or is gone): history was rewritten and re-hashed, or truncated.
+    Rewritten {
+        seq: i64,
+        expected: String,
+        found: Option<String>,
+    },
 }
 
-/// Walks the whole log in order, page by page.
-pub async fn verify(store: &dyn AuthStore) -> anyhow::Result<Verdict> {
+/// Parses `SEQ:HASH` anchors.
+pub fn parse_anchors(anchors: &[String]) -> anyhow::Result<Vec<(i64, String)>> {
+    anchors
+        .iter()
+        .map(|a| {
+            let (seq, hash) = a
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--anchor {a}: expected SEQ:HASH"))?;
+            let seq = seq
+                .parse::<i64>()
+                .map_err(|_| anyhow::anyhow!("--anchor {a}: SEQ must be a number"))?;
+            Ok((seq, hash.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// Walks the whole log in order, page by page, checking the chain and the anchors.
+pub async fn verify(store: &dyn AuthStore, anchors: &[(i64, String)]) -> anyhow::Result<Verdict> {
     let mut verifier = Verifier::new();
     let mut after = 0;
     let mut head = None;
+    let mut seen: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
     loop {
         let page = store.audit_events(after, PAGE).await?;
         for e in &page {
@@ -77,11 +108,24 @@ pub async fn verify(store: &dyn AuthStore) -> anyhow::Result<Verdict> {
                     at,
                 });
             }
+            if anchors.iter().any(|(seq, _)| *seq == e.seq) {
+                seen.insert(e.seq, e.hash.clone());
+            }
             head = Some((e.seq, e.hash.clone()));
         }
         match page.last() {
             Some(last) if page.len() as i64 == PAGE => after = last.seq,
             _ => break,
+        }
+    }
+    for (seq, expected) in anchors {
+        let found = seen.get(seq);
+        if found != Some(expected) {
+            return Ok(Verdict::Rewritten {
+                seq: *seq,
+                expected: expected.clone(),
+                found: found.cloned(),
+            });
         }
     }
     Ok(Verdict::Intact {
@@ -129,18 +173,36 @@ async fn open_existing(config: &ServerConfig) -> anyhow::Result<std::sync::Arc<d
 pub async fn run(args: AuditArgs) -> anyhow::Result<bool> {
     match args.command {
         AuditCommand::Verify(a) => {
+            let anchors = parse_anchors(&a.anchors)?;
             let config = a.server.resolve_store_only()?;
             let store = open_existing(&config).await?;
-            match verify(store.as_ref()).await? {
+            match verify(store.as_ref(), &anchors).await? {
                 Verdict::Intact { events, head } => {
                     match head {
                         Some((seq, hash)) => println!(
                             "audit log intact: {events} events verified; last event {seq}, \
-                             hash {hash}"
+                             hash {hash} (keep it: --anchor {seq}:{hash})"
                         ),
                         None => println!("audit log intact: no events yet"),
                     }
                     Ok(true)
+                }
+                Verdict::Rewritten {
+                    seq,
+                    expected,
+                    found,
+                } => {
+                    match found {
+                        Some(found) => println!(
+                            "audit log TAMPERED: event {seq} was rewritten: its hash is {found}, \
+                             the anchor recorded {expected}"
+                        ),
+                        None => println!(
+                            "audit log TAMPERED: event {seq}, recorded with hash {expected}, is \
+                             gone (the log was truncated)"
+                        ),
+                    }
+                    Ok(false)
                 }
                 Verdict::Broken { checked, at } => {
                     println!("audit log TAMPERED: {at} ({checked} events before it verified)");

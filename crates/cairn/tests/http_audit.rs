@@ -205,7 +205,7 @@ async fn tampered(original: &Path, sql: &[&str]) -> tempfile::TempDir {
 
 async fn verdict(dir: &Path) -> Verdict {
     let store = store_at(dir).await;
-    let v = verify(&store).await.unwrap();
+    let v = verify(&store, &[]).await.unwrap();
     cairn_core::store::TrackingStore::close(&store).await;
     v
 }
@@ -266,6 +266,67 @@ async fn verify_names_an_edited_a_deleted_and_a_swapped_event() {
             at: ChainBreak::Edited { seq: 2 }
         }
     ));
+
+    // Someone with write access rewrites event 3 and re-hashes everything after it: the
+    // chain is consistent again, but an anchor recorded earlier catches it.
+    let intact_head = match verdict(data.path()).await {
+        Verdict::Intact { head, .. } => head.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let rewritten = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        data.path().join("cairn.db"),
+        rewritten.path().join("cairn.db"),
+    )
+    .unwrap();
+    {
+        let store = store_at(rewritten.path()).await;
+        let events = cairn_core::auth::AuthStore::audit_events(&store, 0, 100)
+            .await
+            .unwrap();
+        cairn_core::store::TrackingStore::close(&store).await;
+        let url = format!("sqlite://{}", rewritten.path().join("cairn.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let mut prev: Option<(i64, String)> = Some((events[1].seq, events[1].hash.clone()));
+        for e in &events[2..] {
+            let mut event = e.event.clone();
+            if e.seq == 3 {
+                event.actor = "mallory".into();
+            }
+            let link =
+                cairn_core::audit::next_link(prev.as_ref().map(|(s, h)| (*s, h.as_str())), event);
+            sqlx::query("UPDATE audit_events SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+                .bind(&link.event.actor)
+                .bind(&link.prev_hash)
+                .bind(&link.hash)
+                .bind(e.seq)
+                .execute(&pool)
+                .await
+                .unwrap();
+            prev = Some((link.seq, link.hash));
+        }
+        pool.close().await;
+    }
+    let store = store_at(rewritten.path()).await;
+    assert!(matches!(
+        verify(&store, &[]).await.unwrap(),
+        Verdict::Intact { .. }
+    ));
+    let anchor = [intact_head.clone()];
+    assert!(matches!(
+        verify(&store, &anchor).await.unwrap(),
+        Verdict::Rewritten { seq: 6, .. }
+    ));
+    cairn_core::store::TrackingStore::close(&store).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["audit", "verify", "--anchor"])
+        .arg(format!("{}:{}", intact_head.0, intact_head.1))
+        .arg("--data-dir")
+        .arg(rewritten.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("event 6 was rewritten"));
 
     // The command says the same, with exit status 1; and 0 on the intact log.
     let run = |dir: &Path| {
