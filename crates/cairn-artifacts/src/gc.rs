@@ -3,6 +3,8 @@
 //! purged entity's artifact directory goes first, then its rows, so a failure part-way
 //! leaves the entity listed for the next run instead of orphaned files.
 
+use cairn_core::audit::AuditEvent;
+use cairn_core::context::{self, RequestContext};
 use cairn_core::store::{GcCandidates, GcItem, GcQuery};
 
 use crate::{proxied_path, ArtifactError, ArtifactService};
@@ -136,18 +138,44 @@ async fn handle(
         step.purged = true;
         return Ok(step);
     }
-    step.purged = match kind {
-        GcKind::Run => service.index.purge_run(&item.id).await?,
-        GcKind::LoggedModel => service.index.purge_logged_model(&item.id).await?,
-        GcKind::Experiment => {
-            let id: i64 = item.id.parse().map_err(|_| {
-                ArtifactError::Index(cairn_core::CoreError::Internal(format!(
-                    "experiment id {:?} is not numeric",
-                    item.id
-                )))
-            })?;
-            service.index.purge_experiment(id).await?
-        }
+    // The purge is audited like a request: its event commits in the purge's transaction.
+    let (what, resource) = match kind {
+        GcKind::Run => ("run", format!("run:{}", item.id)),
+        GcKind::LoggedModel => ("logged model", format!("logged-model:{}", item.id)),
+        GcKind::Experiment => ("experiment", format!("experiment:{}", item.id)),
     };
+    let event = AuditEvent {
+        time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        actor: GC_ACTOR.into(),
+        auth_method: "cli".into(),
+        source_ip: "local".into(),
+        action: format!("GC purge {what}"),
+        resource,
+        outcome: "ok".into(),
+        request_id: String::new(),
+    };
+    let ctx = std::sync::Arc::new(RequestContext::new(None, Some(event)));
+    step.purged = context::scope(ctx, async {
+        Ok::<bool, ArtifactError>(match kind {
+            GcKind::Run => service.index.purge_run(&item.id).await?,
+            GcKind::LoggedModel => service.index.purge_logged_model(&item.id).await?,
+            GcKind::Experiment => {
+                let id: i64 = item.id.parse().map_err(|_| {
+                    ArtifactError::Index(cairn_core::CoreError::Internal(format!(
+                        "experiment id {:?} is not numeric",
+                        item.id
+                    )))
+                })?;
+                service.index.purge_experiment(id).await?
+            }
+        })
+    })
+    .await?;
     Ok(step)
 }
+
+/// The actor `cairn gc` purges are recorded under in the audit log.
+pub const GC_ACTOR: &str = "cairn-gc";

@@ -109,7 +109,7 @@ pub(crate) async fn purge_run(store: &PgStore, run_id: &str) -> CoreResult<bool>
     }
     let pks: Vec<i64> = pks.into_iter().map(|p| p.0).collect();
     delete_metric_rows(&mut tx, &pks).await?;
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     Ok(true)
 }
 
@@ -133,7 +133,7 @@ pub(crate) async fn purge_logged_model(store: &PgStore, model_id: &str) -> CoreR
             .await
             .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     Ok(true)
 }
 
@@ -175,6 +175,6 @@ pub(crate) async fn purge_experiment(store: &PgStore, experiment_id: i64) -> Cor
             .await
             .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     Ok(true)
 }

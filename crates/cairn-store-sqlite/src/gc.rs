@@ -77,12 +77,18 @@ pub(crate) async fn candidates(pool: &SqlitePool, q: &GcQuery) -> CoreResult<GcC
 }
 
 pub(crate) async fn purge_run(store: &SqliteStore, run_id: &str) -> CoreResult<bool> {
+    let mut tx = store.writer.begin().await.map_err(db_err)?;
     let done = sqlx::query("DELETE FROM runs WHERE run_id = ? AND lifecycle_stage = 'deleted'")
         .bind(run_id)
-        .execute(&store.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    Ok(done.rows_affected() > 0)
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // (With `cairn gc`'s audit event, which commits with the purge.)
+    crate::auth::commit(tx).await?;
+    Ok(true)
 }
 
 pub(crate) async fn purge_logged_model(store: &SqliteStore, model_id: &str) -> CoreResult<bool> {
@@ -104,7 +110,7 @@ pub(crate) async fn purge_logged_model(store: &SqliteStore, model_id: &str) -> C
             .await
             .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     Ok(true)
 }
 
@@ -137,6 +143,6 @@ pub(crate) async fn purge_experiment(store: &SqliteStore, experiment_id: i64) ->
             .await
             .map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)?;
+    crate::auth::commit(tx).await?;
     Ok(true)
 }

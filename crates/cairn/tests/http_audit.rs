@@ -390,3 +390,44 @@ async fn without_authentication_changes_are_still_audited_as_anonymous() {
     );
     assert_eq!(e.resource, "");
 }
+
+#[tokio::test]
+async fn gc_purges_are_audited_in_the_chain() {
+    let app = common::spawn_app().await;
+    let run_id = app.create_run().await;
+    let (status, _) = app.post("runs/delete", json!({ "run_id": run_id })).await;
+    assert_eq!(status, 200);
+    let data = app.stop().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["gc", "--data-dir"])
+        .arg(data.path())
+        .env("CAIRN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = store_at(data.path()).await;
+    let events = cairn_core::auth::AuthStore::audit_events(&store, 0, 100)
+        .await
+        .unwrap();
+    let last = &events.last().unwrap().event;
+    assert_eq!(
+        (
+            last.actor.as_str(),
+            last.auth_method.as_str(),
+            last.action.as_str()
+        ),
+        ("cairn-gc", "cli", "GC purge run")
+    );
+    assert_eq!(last.resource, format!("run:{run_id}"));
+    // create, delete, purge: one chain.
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(matches!(
+        verify(&store, &[]).await.unwrap(),
+        Verdict::Intact { events: 3, .. }
+    ));
+    cairn_core::store::TrackingStore::close(&store).await;
+}
