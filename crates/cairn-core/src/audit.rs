@@ -127,6 +127,84 @@ pub fn next_link(prev: Option<(i64, &str)>, event: AuditEvent) -> StoredAuditEve
     }
 }
 
+/// The columns of an event waiting to be sealed: its insertion key, then the event's
+/// fields in table order.
+pub type PendingRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+/// Most events sealed per transaction.
+pub const SEAL_BATCH: i64 = 5_000;
+
+/// How often each store's sealer runs.
+pub const SEAL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The links for `pending` events (in insertion order) after the chain's last sealed
+/// link `last`: each event's insertion key with its position and hashes.
+pub fn seal_links(
+    last: Option<(i64, String)>,
+    pending: Vec<PendingRow>,
+) -> Vec<(i64, StoredAuditEvent)> {
+    let mut head = last;
+    pending
+        .into_iter()
+        .map(
+            |(
+                id,
+                time_ms,
+                actor,
+                auth_method,
+                source_ip,
+                action,
+                resource,
+                outcome,
+                request_id,
+            )| {
+                let event = AuditEvent {
+                    time_ms,
+                    actor,
+                    auth_method,
+                    source_ip,
+                    action,
+                    resource,
+                    outcome,
+                    request_id,
+                };
+                let link = next_link(head.as_ref().map(|(s, h)| (*s, h.as_str())), event);
+                head = Some((link.seq, link.hash.clone()));
+                (id, link)
+            },
+        )
+        .collect()
+}
+
+/// Runs `seal` every `SEAL_INTERVAL` until `closed` says the store is gone (the task is
+/// also aborted when the store is dropped).
+pub async fn run_sealer<E, F, Fut>(closed: impl Fn() -> bool, seal: F)
+where
+    E: std::fmt::Display,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+{
+    loop {
+        tokio::time::sleep(SEAL_INTERVAL).await;
+        if closed() {
+            return;
+        }
+        if let Err(e) = seal().await {
+            tracing::warn!(error = %e, "sealing the audit log failed; retrying");
+        }
+    }
+}
+
 /// The first break found in a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainBreak {

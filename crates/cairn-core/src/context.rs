@@ -97,17 +97,35 @@ impl RequestContext {
     pub fn audit_recorded(&self) -> bool {
         self.audit.lock().map(|s| s.recorded).unwrap_or(false)
     }
-
-    /// The event still waiting to be appended (the request changed nothing in the
-    /// database, or failed).
-    pub fn pending_audit(&self) -> Option<AuditEvent> {
-        self.audit.lock().ok().and_then(|mut s| s.pending.take())
-    }
 }
 
 /// Runs `fut` with `ctx` as the current request context.
 pub async fn scope<F: Future>(ctx: Arc<RequestContext>, fut: F) -> F::Output {
     CURRENT.scope(ctx, fut).await
+}
+
+/// Runs one write with the current request's pending audit event. `write` gets the
+/// event to insert in its transaction (`None` outside a request, or once an earlier
+/// write of the request recorded it) and answers `Ok(Some(_))` when its transaction
+/// committed, so the event counts as recorded, or `Ok(None)` when it wrote nothing; on
+/// `Ok(None)` or an error the event is pending again for a later write or the request's
+/// own record.
+pub async fn with_pending_audit<T, E, F, Fut>(write: F) -> Result<Option<T>, E>
+where
+    F: FnOnce(Option<AuditEvent>) -> Fut,
+    Fut: Future<Output = Result<Option<T>, E>>,
+{
+    let ctx = current();
+    let event = ctx.as_ref().and_then(|c| c.take_audit());
+    let kept = event.clone();
+    let result = write(event).await;
+    if let (Some(ctx), Some(event)) = (ctx, kept) {
+        match &result {
+            Ok(Some(_)) => ctx.audit_committed(),
+            _ => ctx.audit_rolled_back(event),
+        }
+    }
+    result
 }
 
 /// The current request's context, if any.

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use cairn_api::ErrorCode;
 use cairn_artifacts::ArtifactPath;
 use cairn_core::audit::AuditEvent;
-use cairn_core::auth::{Access, AuthStore, GrantKind, Need, Permission, Target};
+use cairn_core::auth::{Access, AuthStore, GrantKind, Need, Target};
 use cairn_core::context::{self, RequestContext, Viewer};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
@@ -33,6 +33,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::handlers::artifacts::ARTIFACT_PREFIXES;
 use crate::routes::API_PREFIXES;
+use crate::AccessControl;
 
 /// Where a request names the resource it acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -519,18 +520,6 @@ impl DecisionCache {
     }
 }
 
-/// The authorization settings.
-#[derive(Clone)]
-pub(crate) struct Gate {
-    pub store: Arc<dyn AuthStore>,
-    pub decisions: Arc<DecisionCache>,
-    /// Whether authentication is on (off: every request may do anything, but is still
-    /// audited as `anonymous`).
-    pub enforce: bool,
-    /// What a user may do on a resource they have no grant on.
-    pub default_permission: Permission,
-}
-
 /// The resources a request acts on.
 enum Scope {
     /// Each must allow the need.
@@ -595,7 +584,11 @@ fn denied(message: String) -> Response {
 
 /// The route layer: finds the rule, checks it, runs the handler inside the request
 /// context and records the outcome in the audit log.
-pub(crate) async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
+pub(crate) async fn authorize(
+    State(gate): State<Arc<AccessControl>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let matched = req
         .extensions()
         .get::<MatchedPath>()
@@ -624,7 +617,7 @@ pub(crate) async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next:
         }
         return response;
     }
-    let viewer = match (&principal, gate.enforce) {
+    let viewer = match (&principal, gate.authenticator.is_some()) {
         (Some(p), true) => Some(Viewer {
             username: p.username.clone(),
             is_admin: p.is_admin,
@@ -645,7 +638,7 @@ pub(crate) async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next:
     }
     // A change records itself in its own transaction; a request that changed nothing in
     // the database (it failed, or only touched artifact bytes) is recorded now.
-    if let Some(mut pending) = ctx.pending_audit() {
+    if let Some(mut pending) = ctx.take_audit() {
         let status = response.status();
         pending.outcome = if status.is_success() {
             "ok".into()
@@ -660,12 +653,12 @@ pub(crate) async fn authorize(State(gate): State<Arc<Gate>>, req: Request, next:
 /// Checks `rule` for the caller; gives the request back (its body re-attached if it had
 /// to be read) with the decision.
 async fn decide(
-    gate: &Gate,
+    gate: &AccessControl,
     rule: Rule,
     principal: Option<&Principal>,
     req: Request,
 ) -> (Request, Decision) {
-    let Some(principal) = principal.filter(|_| gate.enforce) else {
+    let Some(principal) = principal.filter(|_| gate.authenticator.is_some()) else {
         // Authentication is off: nothing to check, but name the resource for the audit.
         let (req, fields) = match rule {
             On(locate, _) => read_fields(req, locate).await,
@@ -806,7 +799,7 @@ fn describe(scope: &Scope) -> String {
 }
 
 /// The caller's current admin flag; 401 if the account is gone.
-async fn fresh_admin(gate: &Gate, principal: &Principal) -> Result<bool, Response> {
+async fn fresh_admin(gate: &AccessControl, principal: &Principal) -> Result<bool, Response> {
     let key = principal.username.clone();
     let found = match DecisionCache::get(&gate.decisions.users, &key) {
         Some(found) => found,
@@ -827,7 +820,7 @@ async fn fresh_admin(gate: &Gate, principal: &Principal) -> Result<bool, Respons
 /// experiment's artifacts go (a chosen location could point into another experiment's
 /// artifacts and read them through a run of one's own).
 async fn signed_in(
-    gate: &Gate,
+    gate: &AccessControl,
     principal: &Principal,
     sets_location: bool,
 ) -> Result<(), Response> {
@@ -847,7 +840,7 @@ async fn signed_in(
 pub(crate) struct ArtifactLocationSent;
 
 async fn check(
-    gate: &Gate,
+    gate: &AccessControl,
     principal: &Principal,
     target: &Target,
     need: Need,

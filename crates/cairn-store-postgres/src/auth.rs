@@ -5,7 +5,7 @@
 //! COMMIT (so the lock is held for one read and one insert), and the next appender, from
 //! any process, waits for that commit and then reads the link it made.
 
-use cairn_core::audit::{next_link, AuditEvent, AuditRow, StoredAuditEvent};
+use cairn_core::audit::{self, AuditEvent, AuditRow, PendingRow, StoredAuditEvent};
 use cairn_core::auth::{
     grant_not_found, resource_not_found, stored_permission, user_not_found, Access, AccessToken,
     Credential, Grant, GrantKind, GrantMode, Permission, Target, TokenRow, User, UserRow,
@@ -31,23 +31,15 @@ pub(crate) fn audit_pending() -> bool {
 /// Commits a write transaction, first appending the current request's pending audit
 /// event to it, so the change and its record are durable together or not at all.
 pub(crate) async fn commit(mut tx: Tx) -> CoreResult<()> {
-    let ctx = context::current();
-    let event = ctx.as_ref().and_then(|c| c.take_audit());
-    let Some(event) = event else {
-        return tx.commit().await.map_err(db_err);
-    };
-    let result = async {
-        append_link(&mut tx, &event).await?;
-        tx.commit().await.map_err(db_err)
-    }
-    .await;
-    if let Some(ctx) = ctx {
-        match &result {
-            Ok(()) => ctx.audit_committed(),
-            Err(_) => ctx.audit_rolled_back(event),
+    context::with_pending_audit(|event| async move {
+        if let Some(event) = &event {
+            append_link(&mut tx, event).await?;
         }
-    }
-    result
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(()))
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Records `event` in the transaction: one insert, no lock. It joins the hash chain when
@@ -70,11 +62,6 @@ async fn append_link(conn: &mut PgConnection, event: &AuditEvent) -> CoreResult<
     .map_err(db_err)?;
     Ok(())
 }
-
-/// Most events sealed per transaction.
-const SEAL_BATCH: i64 = 5_000;
-/// How often each replica's sealer runs.
-pub(crate) const SEAL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Chains every committed, unsealed event: under the advisory lock (one sealer at a time
 /// across all replicas), reads the last sealed link and the unsealed events in
@@ -99,49 +86,23 @@ pub(crate) async fn seal(pool: &PgPool) -> CoreResult<u64> {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        type Pending = (
-            i64,
-            i64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-        );
-        let pending: Vec<Pending> = sqlx::query_as(
+        let pending: Vec<PendingRow> = sqlx::query_as(
             "SELECT event_id, time_ms, actor, auth_method, source_ip, action, resource, \
              outcome, request_id FROM audit_events WHERE seq IS NULL ORDER BY event_id LIMIT $1",
         )
-        .bind(SEAL_BATCH)
+        .bind(audit::SEAL_BATCH)
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
         if pending.is_empty() {
             return Ok(sealed);
         }
-        let mut head = last;
-        let (mut ids, mut seqs, mut prevs, mut hashes) = (vec![], vec![], vec![], vec![]);
         let n = pending.len() as i64;
-        for (id, time_ms, actor, auth_method, source_ip, action, resource, outcome, request_id) in
-            pending
-        {
-            let event = AuditEvent {
-                time_ms,
-                actor,
-                auth_method,
-                source_ip,
-                action,
-                resource,
-                outcome,
-                request_id,
-            };
-            let link = next_link(head.as_ref().map(|(s, h)| (*s, h.as_str())), event);
+        let (mut ids, mut seqs, mut prevs, mut hashes) = (vec![], vec![], vec![], vec![]);
+        for (id, link) in audit::seal_links(last, pending) {
             ids.push(id);
             seqs.push(link.seq);
             prevs.push(link.prev_hash);
-            head = Some((link.seq, link.hash.clone()));
             hashes.push(link.hash);
         }
         sqlx::query(
@@ -159,24 +120,15 @@ pub(crate) async fn seal(pool: &PgPool) -> CoreResult<u64> {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         sealed += n as u64;
-        if n < SEAL_BATCH {
+        if n < audit::SEAL_BATCH {
             return Ok(sealed);
         }
     }
 }
 
-/// Seals every `SEAL_INTERVAL` until the pool closes (the task is aborted when the store
-/// is dropped).
+/// The background sealer (see [`seal`]).
 pub(crate) async fn seal_loop(pool: PgPool) {
-    loop {
-        tokio::time::sleep(SEAL_INTERVAL).await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(e) = seal(&pool).await {
-            tracing::warn!(error = %e, "sealing the audit log failed; retrying");
-        }
-    }
+    audit::run_sealer(|| pool.is_closed(), || seal(&pool)).await
 }
 
 /// Grants the current request's caller MANAGE on the experiment just created in `tx`.

@@ -689,57 +689,53 @@ async fn log_metrics_in_one_statement(
     let l = MetricColumns::from_sorted(&latest);
     // The request's audit event, if any, is inserted by the same statement (so with the
     // change, atomically); it goes back to the request if the run was not found.
-    let ctx = cairn_core::context::current();
-    let event = ctx.as_ref().and_then(|c| c.take_audit());
-    let audit_cte = if event.is_some() {
-        ", audit AS (INSERT INTO audit_events (time_ms, actor, auth_method, source_ip, action, \
-         resource, outcome, request_id) SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM run)"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "WITH run AS (SELECT run_pk FROM runs WHERE run_id = $1 AND lifecycle_stage = 'active' \
-                      FOR KEY SHARE), \
-         chunks AS (INSERT INTO metric_chunks (run_pk, key, timestamps, steps, is_nan, vals) \
-                    SELECT run.run_pk, {CHUNK_SLICES} FROM run, {KEY_SLICES_FROM}), \
-         latest AS ({LATEST_UPSERT_HEAD} \
-                    SELECT run.run_pk, l.* FROM run, UNNEST($9::text[], $10::float8[], \
-                    $11::bool[], $12::int8[], $13::int8[]) AS l {LATEST_UPSERT_TAIL}){audit_cte} \
-         SELECT run_pk FROM run"
-    );
-    let mut q = sqlx::query_as(&sql)
-        .bind(run_id)
-        .bind(&c.timestamps)
-        .bind(&c.steps)
-        .bind(&c.is_nan)
-        .bind(&c.values)
-        .bind(&slices.keys)
-        .bind(&slices.lo)
-        .bind(&slices.hi)
-        .bind(&l.keys)
-        .bind(&l.values)
-        .bind(&l.is_nan)
-        .bind(&l.timestamps)
-        .bind(&l.steps);
-    if let Some(e) = &event {
-        q = q
-            .bind(e.time_ms)
-            .bind(&e.actor)
-            .bind(&e.auth_method)
-            .bind(&e.source_ip)
-            .bind(&e.action)
-            .bind(&e.resource)
-            .bind(&e.outcome)
-            .bind(&e.request_id);
-    }
-    let done: Result<Option<(i64,)>, _> = q.fetch_optional(pool).await;
-    if let (Some(ctx), Some(event)) = (ctx, event) {
-        match &done {
-            Ok(Some(_)) => ctx.audit_committed(),
-            _ => ctx.audit_rolled_back(event),
+    let done = cairn_core::context::with_pending_audit(|event| async move {
+        let audit_cte = if event.is_some() {
+            ", audit AS (INSERT INTO audit_events (time_ms, actor, auth_method, source_ip, action, \
+             resource, outcome, request_id) SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM run)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "WITH run AS (SELECT run_pk FROM runs WHERE run_id = $1 AND lifecycle_stage = 'active' \
+                          FOR KEY SHARE), \
+             chunks AS (INSERT INTO metric_chunks (run_pk, key, timestamps, steps, is_nan, vals) \
+                        SELECT run.run_pk, {CHUNK_SLICES} FROM run, {KEY_SLICES_FROM}), \
+             latest AS ({LATEST_UPSERT_HEAD} \
+                        SELECT run.run_pk, l.* FROM run, UNNEST($9::text[], $10::float8[], \
+                        $11::bool[], $12::int8[], $13::int8[]) AS l {LATEST_UPSERT_TAIL}){audit_cte} \
+             SELECT run_pk FROM run"
+        );
+        let mut q = sqlx::query_as(&sql)
+            .bind(run_id)
+            .bind(&c.timestamps)
+            .bind(&c.steps)
+            .bind(&c.is_nan)
+            .bind(&c.values)
+            .bind(&slices.keys)
+            .bind(&slices.lo)
+            .bind(&slices.hi)
+            .bind(&l.keys)
+            .bind(&l.values)
+            .bind(&l.is_nan)
+            .bind(&l.timestamps)
+            .bind(&l.steps);
+        if let Some(e) = &event {
+            q = q
+                .bind(e.time_ms)
+                .bind(&e.actor)
+                .bind(&e.auth_method)
+                .bind(&e.source_ip)
+                .bind(&e.action)
+                .bind(&e.resource)
+                .bind(&e.outcome)
+                .bind(&e.request_id);
         }
-    }
-    Ok(done.map_err(db_err)?.is_some())
+        let row: Option<(i64,)> = q.fetch_optional(pool).await.map_err(db_err)?;
+        Ok::<_, cairn_core::CoreError>(row)
+    })
+    .await?;
+    Ok(done.is_some())
 }
 
 /// The upsert that advances `latest_metrics`: a row replaces the stored one only when it

@@ -2,7 +2,7 @@
 //! writer, which also orders the audit chain: an event reads the last hash and appends
 //! the next link inside the same serialised transaction.
 
-use cairn_core::audit::{next_link, AuditEvent, AuditRow, StoredAuditEvent};
+use cairn_core::audit::{self, AuditEvent, AuditRow, PendingRow, StoredAuditEvent};
 use cairn_core::auth::{
     grant_not_found, resource_not_found, stored_permission, user_not_found, Access, AccessToken,
     Credential, Grant, GrantKind, GrantMode, Permission, Target, TokenRow, User, UserRow,
@@ -18,23 +18,15 @@ type Tx = Transaction<'static, Sqlite>;
 /// Commits a write transaction, first appending the current request's pending audit
 /// event to it, so the change and its record are durable together or not at all.
 pub(crate) async fn commit(mut tx: Tx) -> CoreResult<()> {
-    let ctx = context::current();
-    let event = ctx.as_ref().and_then(|c| c.take_audit());
-    let Some(event) = event else {
-        return tx.commit().await.map_err(db_err);
-    };
-    let result = async {
-        append_link(&mut tx, &event).await?;
-        tx.commit().await.map_err(db_err)
-    }
-    .await;
-    if let Some(ctx) = ctx {
-        match &result {
-            Ok(()) => ctx.audit_committed(),
-            Err(_) => ctx.audit_rolled_back(event),
+    context::with_pending_audit(|event| async move {
+        if let Some(event) = &event {
+            append_link(&mut tx, event).await?;
         }
-    }
-    result
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(()))
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Records `event` in the transaction: one insert. It joins the hash chain when the
@@ -58,24 +50,10 @@ async fn append_link(conn: &mut SqliteConnection, event: &AuditEvent) -> CoreRes
     Ok(())
 }
 
-/// Seals every `SEAL_INTERVAL` until the writer closes (the task is aborted when the
-/// store is dropped).
+/// The background sealer (see [`seal`]).
 pub(crate) async fn seal_loop(writer: SqlitePool) {
-    loop {
-        tokio::time::sleep(SEAL_INTERVAL).await;
-        if writer.is_closed() {
-            return;
-        }
-        if let Err(e) = seal(&writer).await {
-            tracing::warn!(error = %e, "sealing the audit log failed; retrying");
-        }
-    }
+    audit::run_sealer(|| writer.is_closed(), || seal(&writer)).await
 }
-
-/// Most events sealed per transaction.
-const SEAL_BATCH: i64 = 5_000;
-/// How often the sealer runs.
-pub(crate) const SEAL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Chains every unsealed event, in `event_id` order, after the last sealed one: each gets
 /// the next position and its hash. Runs on the single writer, so it is the only sealer.
@@ -90,22 +68,11 @@ pub(crate) async fn seal(writer: &SqlitePool) -> CoreResult<u64> {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        type Pending = (
-            i64,
-            i64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-        );
-        let pending: Vec<Pending> = sqlx::query_as(
+        let pending: Vec<PendingRow> = sqlx::query_as(
             "SELECT event_id, time_ms, actor, auth_method, source_ip, action, resource, \
              outcome, request_id FROM audit_events WHERE seq IS NULL ORDER BY event_id LIMIT ?",
         )
-        .bind(SEAL_BATCH)
+        .bind(audit::SEAL_BATCH)
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -113,25 +80,10 @@ pub(crate) async fn seal(writer: &SqlitePool) -> CoreResult<u64> {
             return Ok(sealed);
         }
         let n = pending.len() as i64;
-        let mut head = last;
-        let mut links = Vec::with_capacity(pending.len());
-        for (id, time_ms, actor, auth_method, source_ip, action, resource, outcome, request_id) in
-            pending
-        {
-            let event = AuditEvent {
-                time_ms,
-                actor,
-                auth_method,
-                source_ip,
-                action,
-                resource,
-                outcome,
-                request_id,
-            };
-            let link = next_link(head.as_ref().map(|(s, h)| (*s, h.as_str())), event);
-            links.push(serde_json::json!([id, link.seq, link.prev_hash, link.hash]));
-            head = Some((link.seq, link.hash));
-        }
+        let links: Vec<serde_json::Value> = audit::seal_links(last, pending)
+            .into_iter()
+            .map(|(id, l)| serde_json::json!([id, l.seq, l.prev_hash, l.hash]))
+            .collect();
         // One statement for the whole batch.
         sqlx::query(
             "UPDATE audit_events SET seq = j.seq, prev_hash = j.prev_hash, hash = j.hash \
@@ -147,7 +99,7 @@ pub(crate) async fn seal(writer: &SqlitePool) -> CoreResult<u64> {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         sealed += n as u64;
-        if n < SEAL_BATCH {
+        if n < audit::SEAL_BATCH {
             return Ok(sealed);
         }
     }
