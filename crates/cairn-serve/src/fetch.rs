@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use cairn_artifacts::{ArtifactPath, ArtifactRepo};
 use futures_util::StreamExt;
@@ -30,9 +30,16 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> ResolveError {
     ResolveError::Io(format!("cannot {what} {}: {e}", p.display()))
 }
 
-/// A fresh, empty staging directory beside `dest`.
+static STAGE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh, empty staging directory beside `dest`, private to this download: two
+/// downloads of the same directory (in this process or another) never share one.
 pub async fn stage(dest: &Path) -> Result<PathBuf, ResolveError> {
-    let partial = dest.with_extension(format!("partial-{}", std::process::id()));
+    let partial = dest.with_extension(format!(
+        "partial-{}-{}",
+        std::process::id(),
+        STAGE_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = tokio::fs::remove_dir_all(&partial).await;
     tokio::fs::create_dir_all(&partial)
         .await
@@ -60,9 +67,35 @@ pub async fn finish(
             .await
             .map_err(|e| io("create", parent, e))?;
     }
-    tokio::fs::rename(&partial, dest)
-        .await
-        .map_err(|e| io("move into place", dest, e))
+    match tokio::fs::rename(&partial, dest).await {
+        Ok(()) => Ok(()),
+        // Another download (another process sharing the cache) finished first: its copy,
+        // complete because it too arrived by rename, is the one used.
+        Err(_) if tokio::fs::try_exists(dest).await.unwrap_or(false) => {
+            let _ = tokio::fs::remove_dir_all(&partial).await;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_dir_all(&partial).await;
+            Err(io("move into place", dest, e))
+        }
+    }
+}
+
+/// Per cache directory, the lock a download into it holds, so that two models of this
+/// process that resolve to the same files (an alias and a pinned version, say) download
+/// them once: the second waits and then finds the finished copy.
+static DOWNLOADS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+/// Waits for, then holds, the right to download into `dest`.
+pub async fn download_lock(dest: &Path) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = match DOWNLOADS.lock() {
+        Ok(mut map) => map.entry(dest.to_path_buf()).or_default().clone(),
+        // A poisoned map only loses the de-duplication; staging keeps downloads apart.
+        Err(_) => Arc::default(),
+    };
+    lock.lock_owned().await
 }
 
 /// Copies everything under the object-store URI `uri` into `dest` (which must not exist).
@@ -222,6 +255,70 @@ mod tests {
         drop(old);
         drop(again);
         assert!(dir.exists(), "re-acquired after retirement: kept");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_downloads_of_one_directory_both_end_with_a_complete_copy() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("model")).unwrap();
+        std::fs::write(src.path().join("model/MLmodel"), "flavors: {}\n").unwrap();
+        for i in 0..20 {
+            std::fs::write(
+                src.path().join(format!("model/w{i}.bin")),
+                vec![i as u8; 1 << 16],
+            )
+            .unwrap();
+        }
+        let uri = format!("file://{}", src.path().join("model").display());
+        let cache = tempfile::tempdir().unwrap();
+        for round in 0..10 {
+            let dest = cache.path().join(format!("m{round}"));
+            // Without the lock, as two processes sharing a cache would: staging apart,
+            // the later rename gives way to the finished copy.
+            let (a, b) = tokio::join!(
+                tokio::spawn(download_store_owned(uri.clone(), dest.clone())),
+                tokio::spawn(download_store_owned(uri.clone(), dest.clone()))
+            );
+            a.unwrap().unwrap();
+            b.unwrap().unwrap();
+            for i in 0..20 {
+                let got = std::fs::read(dest.join(format!("w{i}.bin"))).unwrap();
+                assert_eq!(got, vec![i as u8; 1 << 16], "round {round} file {i}");
+            }
+        }
+        let left = std::fs::read_dir(cache.path()).unwrap().count();
+        assert_eq!(left, 10, "no staging directory left behind");
+    }
+
+    async fn download_store_owned(uri: String, dest: PathBuf) -> Result<(), ResolveError> {
+        download_store(&uri, &dest).await
+    }
+
+    #[tokio::test]
+    async fn the_download_lock_serialises_one_directory_only() {
+        let cache = tempfile::tempdir().unwrap();
+        let held = download_lock(&cache.path().join("a")).await;
+        // Another directory is not blocked.
+        let other = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            download_lock(&cache.path().join("b")),
+        )
+        .await;
+        assert!(other.is_ok());
+        // The same one waits until the holder is done.
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            download_lock(&cache.path().join("a")),
+        )
+        .await;
+        assert!(waiting.is_err(), "a second download of one directory waits");
+        drop(held);
+        let again = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            download_lock(&cache.path().join("a")),
+        )
+        .await;
+        assert!(again.is_ok());
     }
 
     #[test]

@@ -268,6 +268,8 @@ async fn local_dir(
     let dest = loader.cache_dir.join(cache_name(remote));
     // Taken before looking, so a copy being retired cannot be picked up half-deleted.
     let lease = CacheLease::acquire(&dest);
+    // Models resolving to the same files download them once; the others wait for it.
+    let _downloading = crate::fetch::download_lock(&dest).await;
     if !tokio::fs::try_exists(dest.join("MLmodel"))
         .await
         .unwrap_or(false)
