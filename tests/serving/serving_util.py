@@ -28,7 +28,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def cairn_bin() -> str:
-    return os.environ.get("CAIRN_BIN", str(REPO_ROOT / "target" / "release" / "cairn"))
+    """CAIRN_BIN, made absolute when it is a relative path (the processes run in their own
+    working directories)."""
+    path = os.environ.get("CAIRN_BIN", str(REPO_ROOT / "target" / "release" / "cairn"))
+    if os.sep in path and not os.path.isabs(path):
+        path = os.path.abspath(path)
+    return path
 
 
 def unique(prefix: str) -> str:
@@ -87,7 +92,22 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         proc.wait(timeout=timeout)
 
 
-def spawn(cmd: list[str], workdir: Path, log_name: str) -> tuple[subprocess.Popen, Path]:
+def with_env(overrides: dict[str, str | None] | None) -> dict[str, str]:
+    """`child_env()` with `overrides` applied (a None value removes the variable)."""
+    env = child_env()
+    for k, v in (overrides or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def spawn(
+    cmd: list[str], workdir: Path, log_name: str, env: dict[str, str | None] | None = None
+) -> tuple[subprocess.Popen, Path]:
+    """Starts `cmd` in its own process group, output to `workdir/log_name`; `env` overrides
+    entries of `child_env()` (None removes one)."""
     log_path = workdir / log_name
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -96,7 +116,7 @@ def spawn(cmd: list[str], workdir: Path, log_name: str) -> tuple[subprocess.Pope
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=child_env(),
+            env=with_env(env),
             start_new_session=True,
         )
     return proc, log_path
@@ -135,7 +155,11 @@ class TrackingServer:
         stop_process(self.proc)
 
 
-def start_tracking_server(workdir: Path) -> TrackingServer:
+def start_tracking_server(
+    workdir: Path, *extra: str, env: dict[str, str | None] | None = None
+) -> TrackingServer:
+    """Starts `cairn server` on port 0 with its database and artifacts in `workdir`;
+    `extra` flags are appended (e.g. --auth), `env` overrides entries of its environment."""
     cmd = [
         cairn_bin(),
         "server",
@@ -147,8 +171,9 @@ def start_tracking_server(workdir: Path) -> TrackingServer:
         f"sqlite:///{workdir}/mlflow.db",
         "--artifacts-destination",
         str(workdir / "artifacts"),
+        *extra,
     ]
-    proc, log_path = spawn(cmd, workdir, "tracking.log")
+    proc, log_path = spawn(cmd, workdir, "tracking.log", env=env)
     try:
         line = wait_for_log_line(proc, log_path, "cairn listening")
         addr = find_addr(line, "addr")
@@ -242,10 +267,13 @@ def start_serve(
     workdir: Path | None = None,
     grpc: bool = True,
     wait_ready: bool = True,
+    env: dict[str, str | None] | None = None,
+    host: str = "127.0.0.1",
 ) -> Served:
     """Starts `cairn serve --model NAME=URI ... --port 0 --grpc-port 0` and waits until it
     listens (and, unless told otherwise, until every model is ready). With `grpc=False` the
-    server is started with --no-grpc."""
+    server is started with --no-grpc. `env` overrides entries of its environment (None
+    removes one); `host` is the listening address (it is always reached on 127.0.0.1)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="cairn-serve-"))
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [cairn_bin(), "serve"]
@@ -253,11 +281,11 @@ def start_serve(
         cmd += ["--model", f"{name}={uri}"]
     if tracking_uri:
         cmd += ["--tracking-uri", tracking_uri]
-    cmd += ["--host", "127.0.0.1", "--port", "0", "--cache-dir", str(workdir / "cache")]
+    cmd += ["--host", host, "--port", "0", "--cache-dir", str(workdir / "cache")]
     # Never the default fixed gRPC port: servers of this suite run side by side.
     cmd += ["--grpc-port", "0"] if grpc else ["--no-grpc"]
     cmd += list(extra)
-    proc, log_path = spawn(cmd, workdir, f"serve-{uuid.uuid4().hex[:6]}.log")
+    proc, log_path = spawn(cmd, workdir, f"serve-{uuid.uuid4().hex[:6]}.log", env=env)
     try:
         line = wait_for_log_line(proc, log_path, "cairn serve listening")
         addr = find_addr(line, "addr")

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 
+use crate::gate::{Need, Refusal};
 use crate::metrics::Protocol;
 use crate::models::Loaded;
 use crate::serving::{ServeError, ServeState};
@@ -72,6 +73,32 @@ pub fn status(e: &ServeError) -> Status {
     Status::new(code, e.to_string())
 }
 
+/// The gRPC rendering of an authentication refusal.
+fn refused(r: &Refusal) -> Status {
+    let code = match r {
+        Refusal::Unauthenticated(_) => Code::Unauthenticated,
+        Refusal::Denied(_) => Code::PermissionDenied,
+        Refusal::Unavailable(_) => Code::Unavailable,
+    };
+    Status::new(code, r.to_string())
+}
+
+impl Grpc {
+    /// Checks the call's `authorization` metadata when `--auth` is on.
+    async fn admit<T>(&self, request: &Request<T>, need: Need<'_>) -> Result<(), Status> {
+        let Some(gate) = &self.state.gate else {
+            return Ok(());
+        };
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        gate.check(authorization, need)
+            .await
+            .map_err(|r| refused(&r))
+    }
+}
+
 fn bad(msg: impl Into<String>) -> ServeError {
     ServeError::BadInput(msg.into())
 }
@@ -102,6 +129,8 @@ impl GrpcInferenceService for Grpc {
         &self,
         request: Request<proto::ModelReadyRequest>,
     ) -> Result<Response<proto::ModelReadyResponse>, Status> {
+        self.admit(&request, Need::Model(&request.get_ref().name))
+            .await?;
         let r = request.into_inner();
         let ready = match self.state.loaded(&r.name, version(&r.version)) {
             Ok(_) => true,
@@ -113,8 +142,9 @@ impl GrpcInferenceService for Grpc {
 
     async fn server_metadata(
         &self,
-        _: Request<proto::ServerMetadataRequest>,
+        request: Request<proto::ServerMetadataRequest>,
     ) -> Result<Response<proto::ServerMetadataResponse>, Status> {
+        self.admit(&request, Need::SignedIn).await?;
         Ok(Response::new(proto::ServerMetadataResponse {
             name: "cairn".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -127,6 +157,8 @@ impl GrpcInferenceService for Grpc {
         &self,
         request: Request<proto::ModelMetadataRequest>,
     ) -> Result<Response<proto::ModelMetadataResponse>, Status> {
+        self.admit(&request, Need::Model(&request.get_ref().name))
+            .await?;
         let r = request.into_inner();
         let loaded = self
             .state
@@ -139,6 +171,8 @@ impl GrpcInferenceService for Grpc {
         &self,
         request: Request<proto::ModelInferRequest>,
     ) -> Result<Response<proto::ModelInferResponse>, Status> {
+        self.admit(&request, Need::Model(&request.get_ref().model_name))
+            .await?;
         let r = request.into_inner();
         let loaded = self
             .state
@@ -792,6 +826,7 @@ mod tests {
             models: Arc::new(Models::new(specs, loader, metrics.clone())),
             metrics,
             max_request_bytes: 1 << 20,
+            gate: None,
         }
     }
 

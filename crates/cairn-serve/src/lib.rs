@@ -4,10 +4,11 @@
 //! Code map: `resolve` (model URIs → files, through the tracking server), `mlmodel`
 //! (the MLmodel file), `engines` (which engine runs a model), `models` (slots, loading,
 //! hot swap), `serving` (the one inference path: checks, queue, metrics), `oip` and
-//! `invocations` (the REST protocols), `metrics`.
+//! `invocations` (the REST protocols), `metrics`, `gate` (who may call, `--auth`).
 
 pub mod engines;
 pub mod fetch;
+pub mod gate;
 pub mod grpc;
 pub mod invocations;
 pub mod metrics;
@@ -18,14 +19,17 @@ pub mod resolve;
 pub mod serving;
 pub mod tensor_json;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -38,6 +42,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 
 use crate::engines::EngineConfig;
+use crate::gate::{Gate, Need, Refusal};
 use crate::metrics::Metrics;
 use crate::models::{LoaderConfig, Models};
 use crate::resolve::{Credentials, ModelUri, TrackingClient};
@@ -58,6 +63,9 @@ pub struct ServeConfig {
     pub batching: BatchConfig,
     pub poll_interval: Duration,
     pub max_request_bytes: usize,
+    /// `Some(ttl)`: callers must be vouched for by the tracking server (`--auth
+    /// tracking`), with answers cached for `ttl`.
+    pub auth_cache_ttl: Option<Duration>,
 }
 
 /// A bound, not yet running, serving application.
@@ -82,6 +90,17 @@ impl ServeApp {
             batching: config.batching.clone(),
             poll_interval: config.poll_interval,
         };
+        let gate = match (config.auth_cache_ttl, &loader.tracking) {
+            (None, _) => None,
+            (Some(ttl), Some(tracking)) => {
+                let gate = Gate::new(tracking.clone(), &config.models, ttl);
+                gate.check_tracking_enforces_auth().await?;
+                Some(Arc::new(gate))
+            }
+            (Some(_), None) => {
+                anyhow::bail!("--auth tracking needs a tracking server (--tracking-uri)")
+            }
+        };
         let models = Arc::new(Models::new(config.models.clone(), loader, metrics.clone()));
         let http = TcpListener::bind(config.http_addr).await?;
         let grpc = match config.grpc_addr {
@@ -99,6 +118,7 @@ impl ServeApp {
                 models,
                 metrics,
                 max_request_bytes: config.max_request_bytes,
+                gate,
             },
         })
     }
@@ -186,16 +206,70 @@ pub fn router(state: ServeState) -> Router {
                 .level(tracing::Level::DEBUG)
                 .latency_unit(LatencyUnit::Micros),
         );
-    Router::new()
+    let mut routes = Router::new()
         .merge(oip::routes())
         .merge(invocations::routes())
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(metrics_text));
+    if let Some(gate) = state.gate.clone() {
+        routes = routes.route_layer(middleware::from_fn_with_state(gate, admit));
+    }
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(access_log)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Checks the caller of a matched route when `--auth` is on (see `gate`): health probes
+/// are public, model routes need READ on the model, the rest a recognised caller.
+async fn admit(
+    State(gate): State<Arc<Gate>>,
+    matched: Option<MatchedPath>,
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = matched.as_ref().map_or("", MatchedPath::as_str);
+    let params = params.ok();
+    let named = params.as_ref().and_then(|p| p.get("name"));
+    let need = match (route, named) {
+        ("/v2/health/live" | "/v2/health/ready" | "/ping" | "/health", _) => Need::Public,
+        ("/invocations", _) => gate.unnamed_model(),
+        (_, Some(name)) => Need::Model(name),
+        (_, None) => Need::SignedIn,
+    };
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match gate.check(authorization, need).await {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal_response(&refusal),
+    }
+}
+
+/// A refusal in MLflow's error format (`error_code`, `message`), with the message also
+/// under `error`, where Open Inference Protocol clients read it.
+fn refusal_response(refusal: &Refusal) -> Response {
+    let (status, code) = match refusal {
+        Refusal::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+        Refusal::Denied(_) => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
+        Refusal::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
+    };
+    let message = refusal.to_string();
+    let body = axum::Json(serde_json::json!({
+        "error_code": code,
+        "message": message,
+        "error": message,
+    }));
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = [(header::WWW_AUTHENTICATE, r#"Basic realm="cairn serve""#)];
+        (status, challenge, body).into_response()
+    } else {
+        (status, body).into_response()
+    }
 }
 
 async fn metrics_text(State(s): State<ServeState>) -> Response {

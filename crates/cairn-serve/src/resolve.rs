@@ -221,6 +221,30 @@ impl TrackingClient {
         Self::send_json("GET", path, req).await
     }
 
+    /// The status of `GET path` sent with `authorization` as the caller's credentials
+    /// (none when `None`) instead of this server's own: how `cairn serve --auth tracking`
+    /// asks whether a caller may read a model.
+    pub async fn probe(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        authorization: Option<&[u8]>,
+    ) -> Result<u16, ResolveError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url).query(query);
+        if let Some(value) = authorization {
+            let value = reqwest::header::HeaderValue::from_bytes(value)
+                .map_err(|_| ResolveError::Unsupported("malformed Authorization header".into()))?;
+            req = req.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let resp = req
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| ResolveError::Server(format!("GET {path}: {e}")))?;
+        Ok(resp.status().as_u16())
+    }
+
     /// Sends an API call and returns its JSON body, or the server's error message.
     async fn send_json(
         method: &str,

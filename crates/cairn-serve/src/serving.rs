@@ -58,6 +58,8 @@ pub struct ServeState {
     pub metrics: Metrics,
     /// Largest request body accepted.
     pub max_request_bytes: usize,
+    /// Who may call (`--auth tracking`); `None` lets everyone in.
+    pub gate: Option<Arc<crate::gate::Gate>>,
 }
 
 impl ServeState {

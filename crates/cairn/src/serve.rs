@@ -25,11 +25,21 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CAIRN_SERVE_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
-    /// Listen on a non-loopback address: `cairn serve` has no authentication of its own,
-    /// so anyone who reaches the port can call the models. Put it behind a gateway that
-    /// authenticates, or on a private network, and say so with this flag.
+    /// Listen on a non-loopback address without `--auth`: anyone who reaches the port can
+    /// call the models. Only behind a gateway that authenticates, or on a private
+    /// network; say so with this flag.
     #[arg(long, env = "CAIRN_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Who may call: `none`, or `tracking` — each request's Authorization header (the
+    /// tracking server's passwords, access tokens or OIDC tokens) is checked with the
+    /// tracking server, and model routes need READ on the served model there. Health
+    /// probes stay public.
+    #[arg(long, env = "CAIRN_SERVE_AUTH", default_value = "none", value_parser = ["none", "tracking"])]
+    pub auth: String,
+    /// How long a caller's checked credentials are trusted before the tracking server is
+    /// asked again (a revoked token or permission stops working within this).
+    #[arg(long, env = "CAIRN_SERVE_AUTH_CACHE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub auth_cache_ttl: Duration,
     /// HTTP port (Open Inference Protocol REST, /invocations, /metrics).
     #[arg(long, env = "CAIRN_SERVE_PORT", default_value_t = 8080)]
     pub port: u16,
@@ -86,14 +96,19 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Checks the flags and builds the serving configuration.
     pub fn resolve(self) -> anyhow::Result<ServeConfig> {
-        if !self.host.is_loopback() && !self.insecure_no_auth {
+        let auth = self.auth == "tracking";
+        if !self.host.is_loopback() && !auth && !self.insecure_no_auth {
             bail!(
-                "refusing to serve models on {}: `cairn serve` does not authenticate callers, so \
-                 anyone who can reach this address could call the models. Listen on loopback \
-                 (the default) behind an authenticating gateway, or pass --insecure-no-auth to \
-                 accept the exposure",
+                "refusing to serve models on {} without authentication: anyone who can reach \
+                 this address could call the models. Pass --auth tracking (callers sign in \
+                 with their tracking-server credentials), listen on loopback (the default) \
+                 behind an authenticating gateway, or pass --insecure-no-auth to accept the \
+                 exposure",
                 self.host
             );
+        }
+        if auth && self.tracking_uri.is_none() {
+            bail!("--auth tracking checks callers with the tracking server: pass --tracking-uri or set MLFLOW_TRACKING_URI");
         }
         let mut models: Vec<(String, ModelUri)> = Vec::new();
         for spec in &self.models {
@@ -151,6 +166,7 @@ impl ServeArgs {
             },
             poll_interval: self.poll_interval,
             max_request_bytes: self.max_request_bytes,
+            auth_cache_ttl: auth.then_some(self.auth_cache_ttl),
         })
     }
 }
