@@ -85,7 +85,8 @@ def sso(tmp_path_factory):
     issuer = Issuer()
     tmp = tmp_path_factory.mktemp("oidc")
     proc, url = start(tmp, "--auth", "--oidc-issuer", issuer.url,
-                      "--oidc-audience", AUDIENCE, env=server_env())
+                      "--oidc-audience", AUDIENCE, "--oidc-admin-group", "ml-platform-admins",
+                      env=server_env())
     yield issuer, url
     stop(proc)
     issuer.server.shutdown()
@@ -148,3 +149,34 @@ else:
     users = requests.get(f"{url}/api/2.0/mlflow/users/list",
                          auth=("admin", PASSWORD), timeout=10).json()["users"]
     assert "sso-bob" not in {u["username"] for u in users}
+
+
+ADMIN_ONLY = """
+from mlflow.server.auth.client import AuthServiceClient
+import mlflow
+client = AuthServiceClient(mlflow.get_tracking_uri())
+try:
+    client.create_user("made-by-sso", "a-password-123")
+except Exception as e:
+    print("ERROR", getattr(e, "error_code", type(e).__name__))
+else:
+    print("CREATED")
+"""
+
+
+def test_members_of_the_admin_group_administer_while_their_token_says_so(sso):
+    issuer, url = sso
+    # The real mlflow auth client, signed in with a token that lists the admin group.
+    out = run_client(url, ADMIN_ONLY,
+                     MLFLOW_TRACKING_TOKEN=issuer.token("sso-ops", groups=["staff", "ml-platform-admins"]))
+    assert "CREATED" in out.stdout, (out.stdout, out.stderr[-2000:])
+    # The same person, with a token that no longer lists it: an ordinary user.
+    out = run_client(url, ADMIN_ONLY.replace("made-by-sso", "made-by-sso-2"),
+                     MLFLOW_TRACKING_TOKEN=issuer.token("sso-ops", groups=["staff"]))
+    assert "ERROR PERMISSION_DENIED" in out.stdout, (out.stdout, out.stderr[-2000:])
+    users = requests.get(f"{url}/api/2.0/mlflow/users/list",
+                         auth=("admin", PASSWORD), timeout=10).json()["users"]
+    by_name = {u["username"]: u for u in users}
+    assert "made-by-sso" in by_name and "made-by-sso-2" not in by_name
+    # Group membership was never written to the account.
+    assert by_name["sso-ops"]["is_admin"] is False

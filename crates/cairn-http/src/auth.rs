@@ -62,6 +62,9 @@ pub struct Principal {
     pub username: String,
     /// As of sign-in; permission checks read it fresh from the store.
     pub is_admin: bool,
+    /// An administrator by the identity provider's group (`--oidc-admin-group`), for
+    /// this token only: never stored on the account.
+    pub admin_by_group: bool,
     /// `basic` (username and password) or `token` (personal access token).
     pub method: &'static str,
 }
@@ -288,6 +291,7 @@ impl Authenticator {
         let principal = Principal {
             username: credential.user.username,
             is_admin: credential.user.is_admin,
+            admin_by_group: false,
             method: "basic",
         };
         self.remember(key, &principal, CACHE_TTL);
@@ -319,6 +323,7 @@ impl Authenticator {
         let principal = Principal {
             username: user.username,
             is_admin: user.is_admin,
+            admin_by_group: false,
             method: "token",
         };
         self.remember(key, &principal, CACHE_TTL);
@@ -353,7 +358,7 @@ impl Authenticator {
                 Err(CoreError::AlreadyExists(_)) => {
                     return match self.store.credential(&identity.username).await? {
                         Some(c) if c.password_hash == SSO_ACCOUNT_MARK => {
-                            Ok(Some(self.oidc_principal(key, c.user, identity.expires_at)))
+                            Ok(Some(self.oidc_principal(key, c.user, &identity)))
                         }
                         _ => Ok(None),
                     };
@@ -361,13 +366,22 @@ impl Authenticator {
                 Err(e) => return Err(e),
             },
         };
-        Ok(Some(self.oidc_principal(key, user, identity.expires_at)))
+        Ok(Some(self.oidc_principal(key, user, &identity)))
     }
 
-    fn oidc_principal(&self, key: [u8; 32], user: cairn_core::auth::User, exp: u64) -> Principal {
+    fn oidc_principal(
+        &self,
+        key: [u8; 32],
+        user: cairn_core::auth::User,
+        identity: &crate::oidc::Identity,
+    ) -> Principal {
+        let exp = identity.expires_at;
         let principal = Principal {
             username: user.username,
             is_admin: user.is_admin,
+            // The provider's group makes an administrator for as long as its token says
+            // so; the stored account keeps its own flag (false unless set by an admin).
+            admin_by_group: identity.admin,
             method: "oidc",
         };
         let now = std::time::SystemTime::now()

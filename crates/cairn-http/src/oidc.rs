@@ -36,6 +36,11 @@ pub struct OidcConfig {
     pub jwks_uri: Option<String>,
     /// The claim whose value is the Cairn username.
     pub username_claim: String,
+    /// The claim listing the caller's groups (an array of strings, or one string).
+    pub groups_claim: String,
+    /// Members of this group (per `groups_claim`) are administrators while their token
+    /// says so; the account itself is never made an administrator.
+    pub admin_group: Option<String>,
 }
 
 /// A verified token: who it names and until when it is valid.
@@ -45,11 +50,22 @@ pub struct Identity {
     pub username: String,
     /// `exp`, seconds since the epoch.
     pub expires_at: u64,
+    /// Whether the token puts the caller in the administrators' group.
+    pub admin: bool,
 }
 
 struct Keys {
     set: JwkSet,
     fetched: Instant,
+}
+
+/// Whether a groups claim (an array of names, or one name) contains `group`.
+fn in_group(claim: Option<&Value>, group: &str) -> bool {
+    match claim {
+        Some(Value::Array(items)) => items.iter().any(|g| g.as_str() == Some(group)),
+        Some(Value::String(one)) => one == group,
+        _ => false,
+    }
 }
 
 /// Validates provider-issued tokens.
@@ -147,9 +163,15 @@ impl OidcVerifier {
             return Ok(None);
         };
         let expires_at = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let admin = self
+            .config
+            .admin_group
+            .as_deref()
+            .is_some_and(|group| in_group(claims.get(&self.config.groups_claim), group));
         Ok(Some(Identity {
             username: username.to_string(),
             expires_at,
+            admin,
         }))
     }
 

@@ -620,7 +620,7 @@ pub(crate) async fn authorize(
     let viewer = match (&principal, gate.authenticator.is_some()) {
         (Some(p), true) => Some(Viewer {
             username: p.username.clone(),
-            is_admin: p.is_admin,
+            is_admin: p.is_admin || p.admin_by_group,
             default_read: gate.default_permission.allows(Need::Read),
         }),
         _ => None,
@@ -813,7 +813,9 @@ async fn fresh_admin(gate: &AccessControl, principal: &Principal) -> Result<bool
             found
         }
     };
-    found.ok_or_else(|| crate::auth::unauthenticated("The account no longer exists"))
+    found
+        .map(|stored| stored || principal.admin_by_group)
+        .ok_or_else(|| crate::auth::unauthenticated("The account no longer exists"))
 }
 
 /// Any signed-in user, with one restriction: only administrators choose where an
@@ -869,7 +871,7 @@ async fn check(
     else {
         return Err(crate::auth::unauthenticated("The account no longer exists"));
     };
-    if is_admin || !exists {
+    if is_admin || principal.admin_by_group || !exists {
         // Administrators pass; a missing resource gets the handler's 404.
         return Ok(());
     }

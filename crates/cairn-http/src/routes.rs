@@ -15,7 +15,7 @@ use tower_http::LatencyUnit;
 use crate::error::ApiError;
 use crate::handlers::artifacts::{self, ARTIFACT_PREFIXES};
 use crate::handlers::{experiments, logged_models, meta, registry, runs, users};
-use crate::middleware::{panic_response, server_timing};
+use crate::middleware::{drop_unusable_request_id, panic_response, server_timing};
 use crate::permissions::authorize;
 use crate::security::{harden, SecurityConfig};
 use crate::AppState;
@@ -287,6 +287,7 @@ pub fn router_with(state: AppState, security: SecurityConfig) -> Router {
         app = app.route(&path, handler);
     }
     let layers = ServiceBuilder::new()
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -107,6 +107,13 @@ pub struct ServerArgs {
     /// The token claim that holds the username [default: preferred_username].
     #[arg(long, env = "CAIRN_OIDC_USERNAME_CLAIM")]
     pub oidc_username_claim: Option<String>,
+    /// The token claim that lists the caller's groups [default: groups].
+    #[arg(long, env = "CAIRN_OIDC_GROUPS_CLAIM")]
+    pub oidc_groups_claim: Option<String>,
+    /// Callers whose token lists this group are administrators (for as long as their
+    /// token says so; their account is not changed).
+    #[arg(long, env = "CAIRN_OIDC_ADMIN_GROUP")]
+    pub oidc_admin_group: Option<String>,
 }
 
 /// The same options as read from a config file.
@@ -133,6 +140,8 @@ struct FileConfig {
     oidc_audience: Option<String>,
     oidc_jwks_uri: Option<String>,
     oidc_username_claim: Option<String>,
+    oidc_groups_claim: Option<String>,
+    oidc_admin_group: Option<String>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -206,6 +215,14 @@ impl ServerArgs {
                         .oidc_username_claim
                         .or(file.oidc_username_claim)
                         .unwrap_or_else(|| "preferred_username".into()),
+                    groups_claim: self
+                        .oidc_groups_claim
+                        .or(file.oidc_groups_claim)
+                        .unwrap_or_else(|| "groups".into()),
+                    admin_group: self
+                        .oidc_admin_group
+                        .or(file.oidc_admin_group)
+                        .filter(|g| !g.is_empty()),
                 }),
                 _ => bail!("single sign-on needs both --oidc-issuer and --oidc-audience"),
             },

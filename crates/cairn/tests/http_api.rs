@@ -419,6 +419,20 @@ async fn every_response_carries_request_id_and_server_timing() {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "caller-chosen-id");
+    // One that could smuggle text into log lines and the audit log (or bloat them) is
+    // replaced by a fresh id.
+    for bad in ["id with spaces", "{\"forged\":true}", &"a".repeat(200)] {
+        let res = app
+            .client
+            .get(app.url("/health"))
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(id, bad);
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+    }
 }
 
 #[tokio::test]

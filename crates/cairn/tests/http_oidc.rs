@@ -98,6 +98,8 @@ async fn app(issuer: &Issuer) -> TestApp {
             audience: AUDIENCE.into(),
             jwks_uri: None,
             username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            admin_group: Some("cairn-admins".into()),
         });
     })
     .await
@@ -263,4 +265,38 @@ async fn provider_users_get_permissions_and_audit_like_everyone_else() {
         (&first["actor"], &first["auth_method"], &first["outcome"]),
         (&json!("dana"), &json!("oidc"), &json!("ok"))
     );
+}
+
+#[tokio::test]
+async fn the_providers_admin_group_makes_administrators_while_the_token_says_so() {
+    let issuer = issuer().await;
+    let app = app(&issuer).await;
+    let with_groups = |user: &str, groups: Value| {
+        let mut claims = issuer.claims(user);
+        claims["groups"] = groups;
+        issuer.sign(&claims, &issuer.signing, "k1")
+    };
+    let users_list = |token: String| {
+        let req = app.client.get(app.api("users/list")).bearer_auth(token);
+        async move { reply(req.send().await.unwrap()).await.status }
+    };
+    // In the group (as a list, or as the one string a provider may send): administrator.
+    let admin = with_groups("erin", json!(["staff", "cairn-admins"]));
+    assert_eq!(users_list(admin.clone()).await, 200);
+    let (_, me) = whoami(&app, &admin).await;
+    assert_eq!(me["user"]["is_admin"], true, "{me}");
+    assert_eq!(
+        users_list(with_groups("fay", json!("cairn-admins"))).await,
+        200
+    );
+    // Not in it (other groups, a look-alike, no claim): not one.
+    for groups in [json!(["staff"]), json!(["cairn-admins-old"]), json!(null)] {
+        assert_eq!(users_list(with_groups("gus", groups)).await, 403);
+    }
+    // The account was not made an administrator: a later token without the group is
+    // an ordinary user again.
+    let later = with_groups("erin", json!(["staff"]));
+    assert_eq!(users_list(later.clone()).await, 403);
+    let (_, me) = whoami(&app, &later).await;
+    assert_eq!(me["user"]["is_admin"], false, "{me}");
 }
