@@ -626,6 +626,50 @@ def test_revoked_grant_is_403_within_the_ttl_and_a_new_grant_answers_again(serve
 
 
 # ---------------------------------------------------------------------------------------
+# Host header validation (DNS rebinding), with and without --auth
+
+
+def test_a_foreign_host_header_is_refused_but_probes_answer(root, local_iris, iris):
+    """A page on evil.example whose DNS now points at 127.0.0.1 must not reach the models:
+    cairn serve (no --auth, loopback) answers only the hosts --allowed-hosts names."""
+    X = rows(iris)
+    s = start_serve({"iris": str(local_iris)}, tracking_uri=None, workdir=root / "serve-hosts", grpc=False)
+    try:
+        port = s.url.rsplit(":", 1)[1]
+        infer = f"{s.url}/v2/models/iris/infer"
+        for host in ["evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "8.8.8.8"]:
+            r = requests.post(infer, json=oip_body(X), headers={"Host": host}, timeout=30)
+            body = assert_refused(r, 403, "PERMISSION_DENIED")
+            assert "DNS rebinding" in body["message"], describe(r)
+            assert_refused(requests.get(f"{s.url}/v2", headers={"Host": host}, timeout=30), 403, "PERMISSION_DENIED")
+            assert_refused(
+                requests.post(f"{s.url}/invocations", json={"inputs": X.tolist()}, headers={"Host": host}, timeout=30),
+                403,
+                "PERMISSION_DENIED",
+            )
+            # Probes answer whatever the name (a kubelet sends the pod's address).
+            for probe in PUBLIC_ROUTES:
+                assert requests.get(f"{s.url}{probe}", headers={"Host": host}, timeout=30).status_code == 200
+        for host in [f"localhost:{port}", f"127.0.0.1:{port}", "10.0.0.7:8080"]:
+            r = requests.post(infer, json=oip_body(X), headers={"Host": host}, timeout=30)
+            assert_oip_answer(r, iris, X)
+    finally:
+        s.stop()
+    # --allowed-hosts replaces the defaults.
+    s = start_serve(
+        {"iris": str(local_iris)}, "--allowed-hosts", "models.internal:*,127.0.0.1:*",
+        tracking_uri=None, workdir=root / "serve-hosts-2", grpc=False,
+    )
+    try:
+        ok = requests.post(f"{s.url}/v2/models/iris/infer", json=oip_body(X), headers={"Host": "models.internal:443"}, timeout=30)
+        assert_oip_answer(ok, iris, X)
+        r = requests.post(f"{s.url}/v2/models/iris/infer", json=oip_body(X), headers={"Host": "localhost"}, timeout=30)
+        assert_refused(r, 403, "PERMISSION_DENIED")
+    finally:
+        s.stop()
+
+
+# ---------------------------------------------------------------------------------------
 # 7. Flags
 
 

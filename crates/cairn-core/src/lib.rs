@@ -8,6 +8,7 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod history;
+pub mod hosts;
 pub mod model;
 pub mod page;
 pub mod registry;

@@ -42,61 +42,8 @@ impl Default for SecurityConfig {
     }
 }
 
-/// Loopback names and the private address ranges (RFC 1918, RFC 4193), with any port:
-/// what a browser on this machine or the internal network sends, never a public DNS name
-/// an attacker could point at a private address.
-pub fn default_allowed_hosts() -> Vec<String> {
-    let mut hosts = Vec::new();
-    for local in ["localhost", "127.0.0.1", "[::1]", "0.0.0.0"] {
-        hosts.push(local.to_string());
-        hosts.push(format!("{local}:*"));
-    }
-    hosts.extend(
-        [
-            "192.168.*",
-            "10.*",
-            "fc00:*",
-            "fd00:*",
-            "[fc00:*",
-            "[fd00:*",
-        ]
-        .map(String::from),
-    );
-    hosts.extend((16..32).map(|i| format!("172.{i}.*")));
-    hosts
-}
-
-/// Shell-style match where `*` is any run of characters (the only wildcard).
-fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern.eq_ignore_ascii_case(text);
-    }
-    let text = text.to_ascii_lowercase();
-    let mut rest = text.as_str();
-    for (i, part) in parts.iter().enumerate() {
-        let part = part.to_ascii_lowercase();
-        if i == 0 {
-            match rest.strip_prefix(part.as_str()) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part.as_str());
-        } else {
-            match rest.find(part.as_str()) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
-
-/// Whether a `Host` header value is allowed.
-pub fn host_allowed(allowed: &[String], host: &str) -> bool {
-    !host.is_empty() && allowed.iter().any(|p| p == "*" || glob(p, host))
-}
+use cairn_core::hosts::glob;
+pub use cairn_core::hosts::{default_allowed_hosts, host_allowed};
 
 fn is_localhost_origin(origin: &str) -> bool {
     let Some(rest) = origin
@@ -208,43 +155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_hosts_are_local_and_private() {
-        let d = default_allowed_hosts();
-        for ok in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "[::1]:5000",
-            "10.1.2.3:5000",
-            "192.168.0.7",
-            "172.16.0.1:80",
-            "172.31.255.255",
-        ] {
-            assert!(host_allowed(&d, ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "evil.example.com",
-            "evil.example.com:5000",
-            "172.32.0.1",
-            "8.8.8.8:5000",
-            "127.0.0.1.evil.com",
-        ] {
-            assert!(!host_allowed(&d, bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn patterns_and_origins() {
-        let hosts = vec![
-            "mlflow.internal:*".to_string(),
-            "*.corp.example".to_string(),
-        ];
-        assert!(host_allowed(&hosts, "mlflow.internal:443"));
-        assert!(host_allowed(&hosts, "A.CORP.example"));
-        assert!(!host_allowed(&hosts, "mlflow.internal"));
-        assert!(host_allowed(&["*".to_string()], "anything"));
-
+    fn origins() {
         let origins = vec!["https://ui.corp.example".to_string()];
         assert!(origin_allowed(&origins, "https://ui.corp.example"));
         assert!(origin_allowed(&origins, "http://localhost:3000"));

@@ -827,6 +827,7 @@ mod tests {
             metrics,
             max_request_bytes: 1 << 20,
             gate: None,
+            allowed_hosts: Arc::from(Vec::new()),
         }
     }
 

@@ -66,6 +66,8 @@ pub struct ServeConfig {
     /// `Some(ttl)`: callers must be vouched for by the tracking server (`--auth
     /// tracking`), with answers cached for `ttl`.
     pub auth_cache_ttl: Option<Duration>,
+    /// `Host` header patterns the HTTP endpoint answers (`*` wildcards).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A bound, not yet running, serving application.
@@ -119,6 +121,7 @@ impl ServeApp {
                 metrics,
                 max_request_bytes: config.max_request_bytes,
                 gate,
+                allowed_hosts: config.allowed_hosts.clone().into(),
             },
         })
     }
@@ -215,11 +218,47 @@ pub fn router(state: ServeState) -> Router {
     }
     routes
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.allowed_hosts.clone(),
+            check_host,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(access_log)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Paths answered whatever the `Host` header: probes, which often name the pod's address.
+const PROBE_PATHS: &[&str] = &["/v2/health/live", "/v2/health/ready", "/ping", "/health"];
+
+/// Refuses a `Host` header outside `--allowed-hosts`: a web page whose public name an
+/// attacker re-points at this machine (DNS rebinding) must not reach the models.
+async fn check_host(
+    State(allowed): State<Arc<[String]>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !PROBE_PATHS.contains(&request.uri().path()) {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        if !cairn_core::hosts::host_allowed(&allowed, host) {
+            tracing::warn!(
+                host,
+                "refused a request with a Host header not in --allowed-hosts"
+            );
+            return refusal_response(&Refusal::Denied(
+                "Invalid Host header - possible DNS rebinding attack detected; add the host \
+                 to --allowed-hosts if it is legitimate"
+                    .into(),
+            ));
+        }
+    }
+    next.run(request).await
 }
 
 /// Checks the caller of a matched route when `--auth` is on (see `gate`): health probes

@@ -60,6 +60,8 @@ pub struct ServeState {
     pub max_request_bytes: usize,
     /// Who may call (`--auth tracking`); `None` lets everyone in.
     pub gate: Option<Arc<crate::gate::Gate>>,
+    /// `Host` header patterns answered (`--allowed-hosts`), against DNS rebinding.
+    pub allowed_hosts: Arc<[String]>,
 }
 
 impl ServeState {

@@ -420,24 +420,10 @@ impl ServerConfig {
     /// The hardening settings for the HTTP layer (hashes the admin password when
     /// authentication is on).
     pub fn security(&self) -> anyhow::Result<cairn_http::SecurityConfig> {
-        let allowed_hosts = self.allowed_hosts.clone().unwrap_or_else(|| {
-            let mut hosts = cairn_http::security::default_allowed_hosts();
-            let host = self.host.trim_matches(|c| c == '[' || c == ']');
-            if !is_loopback(host)
-                && host
-                    .parse::<std::net::IpAddr>()
-                    .map_or(true, |ip| !ip.is_unspecified())
-            {
-                let shown = if host.contains(':') {
-                    format!("[{host}]")
-                } else {
-                    host.to_string()
-                };
-                hosts.push(shown.clone());
-                hosts.push(format!("{shown}:*"));
-            }
-            hosts
-        });
+        let allowed_hosts = self
+            .allowed_hosts
+            .clone()
+            .unwrap_or_else(|| cairn_core::hosts::allowed_hosts_for(&self.host));
         Ok(cairn_http::SecurityConfig {
             allowed_hosts,
             cors_allowed_origins: self.cors_allowed_origins.clone(),

@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// asked again (a revoked token or permission stops working within this).
     #[arg(long, env = "CAIRN_SERVE_AUTH_CACHE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub auth_cache_ttl: Duration,
+    /// `Host` header values the HTTP endpoint answers, comma-separated, `*` wildcards
+    /// (DNS-rebinding protection, as `cairn server --allowed-hosts`) [default: loopback
+    /// and private addresses with any port, plus --host]. Health probes are exempt.
+    #[arg(long, env = "CAIRN_SERVE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
     /// HTTP port (Open Inference Protocol REST, /invocations, /metrics).
     #[arg(long, env = "CAIRN_SERVE_PORT", default_value_t = 8080)]
     pub port: u16,
@@ -167,6 +172,9 @@ impl ServeArgs {
             poll_interval: self.poll_interval,
             max_request_bytes: self.max_request_bytes,
             auth_cache_ttl: auth.then_some(self.auth_cache_ttl),
+            allowed_hosts: self
+                .allowed_hosts
+                .unwrap_or_else(|| cairn_core::hosts::allowed_hosts_for(&self.host.to_string())),
         })
     }
 }
