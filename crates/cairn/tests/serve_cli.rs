@@ -40,8 +40,13 @@ fn bad_serve_flags_are_refused_with_reasons() {
         (&["--model", "a=models:/"], "invalid model URI"),
         (
             &["--model", "a=./m", "--host", "0.0.0.0"],
-            "does not authenticate callers",
+            "0.0.0.0 without authentication",
         ),
+        (
+            &["--model", "a=./m", "--auth", "tracking"],
+            "--auth tracking checks callers with the tracking server",
+        ),
+        (&["--model", "a=./m", "--auth", "ldap"], "ldap"),
         (
             &["--model", "a=./m", "--engine", "tensorflow"],
             "unknown engine 'tensorflow'",
