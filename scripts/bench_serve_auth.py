@@ -31,6 +31,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_serving as bs  # noqa: E402  (model and request bodies)
+from bench_auth import ratio_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_PASSWORD = "bench-admin-password-1"
@@ -152,16 +153,9 @@ def main() -> None:
         "cached for `--auth-cache-ttl` (10 s), so the steady state measured here is one SHA-256 of the header "
         "and one map lookup per request, plus a call to the tracking server every 10 s per credential.",
         "",
-        "| request | clients | p50 without auth | p50 with auth | ratio | req/s without | req/s with | ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        *ratio_table(rows),
+        "",
     ]
-    for name, conc, med in rows:
-        p, a = med["plain"], med["auth"]
-        lines.append(
-            f"| {name} | {conc} | {p['p50_us']:,.0f} µs | {a['p50_us']:,.0f} µs | {a['p50_us'] / p['p50_us']:.2f}× | "
-            f"{p['rps']:,.0f} | {a['rps']:,.0f} | {p['rps'] / a['rps']:.2f}× |"
-        )
-    lines.append("")
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

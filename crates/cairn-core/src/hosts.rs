@@ -59,15 +59,21 @@ pub fn host_allowed(allowed: &[String], host: &str) -> bool {
     !host.is_empty() && allowed.iter().any(|p| p == "*" || glob(p, host))
 }
 
+/// Whether a listen host (name or address, IPv6 with or without brackets) is loopback.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_matches(|c| c == '[' || c == ']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The default patterns for a server listening on `listen_host`: the defaults, plus that
 /// host (with any port) when it is a specific non-loopback name or address.
 pub fn allowed_hosts_for(listen_host: &str) -> Vec<String> {
     let mut hosts = default_allowed_hosts();
     let host = listen_host.trim_matches(|c| c == '[' || c == ']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = is_loopback(host);
     let unspecified = host
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| ip.is_unspecified());

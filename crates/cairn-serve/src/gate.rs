@@ -76,15 +76,15 @@ impl Probe {
     }
 
     /// Path and query of the call.
-    fn request(&self) -> (String, Vec<(&'static str, String)>) {
+    fn request(&self) -> (String, Vec<(&'static str, &str)>) {
         const API: &str = "/api/2.0/mlflow";
         match self {
             Probe::CurrentUser => (format!("{API}/users/current"), vec![]),
             Probe::RegisteredModel(name) => (
                 format!("{API}/registered-models/get"),
-                vec![("name", name.clone())],
+                vec![("name", name.as_str())],
             ),
-            Probe::Run(id) => (format!("{API}/runs/get"), vec![("run_id", id.clone())]),
+            Probe::Run(id) => (format!("{API}/runs/get"), vec![("run_id", id.as_str())]),
             // The id is a single path segment of MLflow's own alphabet (m-<hex>); anything
             // else was refused when the URI was parsed, but encode it regardless.
             Probe::LoggedModel(id) => (
@@ -205,7 +205,6 @@ impl Gate {
 
     async fn ask(&self, authorization: &[u8], probe: &Probe) -> Result<Verdict, Refusal> {
         let (path, query) = probe.request();
-        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let status = self
             .tracking
             .probe(&path, &query, Some(authorization))
@@ -290,9 +289,10 @@ mod tests {
         );
         assert_eq!(p("/tmp/model"), Probe::CurrentUser);
         assert_eq!(p("s3://b/model"), Probe::CurrentUser);
-        let (path, query) = Probe::RegisteredModel("a b".into()).request();
+        let probe = Probe::RegisteredModel("a b".into());
+        let (path, query) = probe.request();
         assert_eq!(path, "/api/2.0/mlflow/registered-models/get");
-        assert_eq!(query, vec![("name", "a b".to_string())]);
+        assert_eq!(query, vec![("name", "a b")]);
         assert_eq!(encode_segment("m-1/../x"), "m-1%2F..%2Fx");
     }
 

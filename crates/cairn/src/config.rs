@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cairn_core::auth::Permission;
+use cairn_core::hosts::is_loopback;
 use clap::Args;
 use serde::Deserialize;
 
@@ -352,15 +353,6 @@ pub fn redact_uri(uri: &str) -> String {
         }
         _ => uri.to_string(),
     }
-}
-
-/// Whether `host` names only this machine: `localhost` or a loopback address.
-pub fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_matches(|c| c == '[' || c == ']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A parsed backend store URI.

@@ -9,7 +9,16 @@ use cairn_infer::BatchConfig;
 use cairn_serve::engines::{EngineChoice, EngineConfig};
 use cairn_serve::resolve::{Credentials, ModelUri};
 use cairn_serve::ServeConfig;
-use clap::Args;
+use clap::{Args, ValueEnum};
+
+/// Who may call `cairn serve` (`--auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ServeAuth {
+    /// Anyone who reaches the port.
+    None,
+    /// Callers the tracking server vouches for.
+    Tracking,
+}
 
 /// Serve registered models over the Open Inference Protocol and MLflow's /invocations.
 #[derive(Args, Debug)]
@@ -34,8 +43,8 @@ pub struct ServeArgs {
     /// tracking server's passwords, access tokens or OIDC tokens) is checked with the
     /// tracking server, and model routes need READ on the served model there. Health
     /// probes stay public.
-    #[arg(long, env = "CAIRN_SERVE_AUTH", default_value = "none", value_parser = ["none", "tracking"])]
-    pub auth: String,
+    #[arg(long, env = "CAIRN_SERVE_AUTH", value_enum, default_value_t = ServeAuth::None)]
+    pub auth: ServeAuth,
     /// How long a caller's checked credentials are trusted before the tracking server is
     /// asked again (a revoked token or permission stops working within this).
     #[arg(long, env = "CAIRN_SERVE_AUTH_CACHE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -101,7 +110,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Checks the flags and builds the serving configuration.
     pub fn resolve(self) -> anyhow::Result<ServeConfig> {
-        let auth = self.auth == "tracking";
+        let auth = self.auth == ServeAuth::Tracking;
         if !self.host.is_loopback() && !auth && !self.insecure_no_auth {
             bail!(
                 "refusing to serve models on {} without authentication: anyone who can reach \
